@@ -1,0 +1,66 @@
+//! FlexMatch, locally: rule sets and match formation as pure functions.
+//!
+//! This crate knows nothing about sockets, SNS or clocks. The caller owns the pool of
+//! searching tickets and the current time; [`RuleSet::find_matches`] proposes disjoint
+//! matches from that pool. Placement, acceptance, timeouts and events live in the gateway.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+mod ruleset;
+
+pub use ruleset::{RuleSet, RuleSetError, Team};
+
+/// A player attribute as GameLift's API carries it: `{"S": ..}`, `{"N": ..}`, `{"SL": [..]}`
+/// or `{"SDM": {..}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AttributeValue {
+    S(String),
+    N(f64),
+    SL(Vec<String>),
+    SDM(BTreeMap<String, f64>),
+}
+
+/// One player of a ticket, with the attributes the rule set declares and the latencies the
+/// client reported (only the reported regions are considered).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Player {
+    pub player_id: String,
+    pub attributes: BTreeMap<String, AttributeValue>,
+    pub latency_in_ms: BTreeMap<String, u32>,
+}
+
+/// A matchmaking ticket in the pool: 1–10 players who stay together on one team.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub ticket_id: String,
+    /// When the ticket entered matchmaking, in milliseconds on the caller's clock; rule
+    /// expansions are applied by ticket age (`now_ms - start_time_ms`).
+    pub start_time_ms: u64,
+    pub players: Vec<Player>,
+}
+
+/// A match the rule set accepts: which tickets, and which player goes on which team.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposedMatch {
+    pub ticket_ids: Vec<String>,
+    pub teams: Vec<TeamAssignment>,
+    pub rule_evaluation_metrics: Vec<RuleEvaluationMetric>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamAssignment {
+    pub name: String,
+    pub player_ids: Vec<String>,
+}
+
+/// How often each rule passed or failed while this match was formed, as FlexMatch reports
+/// it in `ruleEvaluationMetrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleEvaluationMetric {
+    pub rule_name: String,
+    pub passed_count: u64,
+    pub failed_count: u64,
+}

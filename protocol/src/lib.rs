@@ -1,0 +1,1 @@
+//! matchgate wire types.
