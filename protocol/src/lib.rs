@@ -1,1 +1,18 @@
-//! matchgate wire types.
+//! matchgate's wire types, with no I/O.
+//!
+//! - [`action`]: what a game client sends (JSON text frames routed on `action`);
+//! - [`push`]: what the gateway pushes back (JSON text frames tagged by `type`);
+//! - [`flexmatch`]: FlexMatch's matchmaking events as they arrive through SNS;
+//! - [`ticket`]: the ticket state machine every event is applied through.
+
+pub mod action;
+pub mod flexmatch;
+pub mod push;
+pub mod ticket;
+
+pub use action::{ActionError, ClientAction};
+pub use flexmatch::{
+    EventPlayer, EventTicket, GameSessionInfo, MatchmakingEvent, MatchmakingEventDetail, MatchmakingEventType,
+};
+pub use push::{ErrorCode, Push};
+pub use ticket::{TicketStatus, Transition};

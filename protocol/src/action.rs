@@ -1,0 +1,189 @@
+//! Client actions: the JSON text frames a game client sends over its WebSocket.
+//!
+//! API Gateway picks the route from `$request.body.action`; a body that is not JSON, or whose
+//! `action` names no route, goes to `$default`. Each route's handler then parses the body into
+//! its own action with [`ClientAction::parse`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The route keys of the WebSocket API, besides `$connect`, `$disconnect` and `$default`.
+pub const ROUTE_KEYS: &[&str] = &["matchmake", "cancel", "accept", "status", "ping", "watch"];
+
+/// Most regions a client may report latencies for in one `matchmake` (GameLift's own limit
+/// on `LatencyInMs` entries per player).
+pub const MAX_LATENCY_REGIONS: usize = 20;
+
+/// A client action, tagged by `action`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum ClientAction {
+    /// Ask for a match. Latencies are per AWS region, in milliseconds, as the client measured them.
+    Matchmake {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_in_ms: Option<BTreeMap<String, u32>>,
+    },
+    /// Stop matchmaking for one of the caller's tickets.
+    Cancel { ticket_id: String },
+    /// Accept or reject a proposed match (when the configuration requires acceptance).
+    Accept { ticket_id: String, accept: bool },
+    /// The latest push of a ticket; without `ticketId`, of the caller's latest ticket.
+    Status {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<String>,
+    },
+    /// Answered with `Pong {connectionId, playerId}`.
+    Ping,
+    /// Observers only: receive every matchmaking event live.
+    Watch,
+}
+
+/// Why a client frame could not be read as an action.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    #[error("the message is not a JSON object")]
+    MalformedJson,
+    #[error("the message has no string field \"action\"")]
+    MissingAction,
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("invalid {action:?} request: {reason}")]
+    InvalidRequest { action: String, reason: String },
+}
+
+impl ClientAction {
+    /// Parses one client frame, telling apart malformed JSON, an unknown action and an action
+    /// with missing or mistyped fields.
+    pub fn parse(body: &str) -> Result<Self, ActionError> {
+        let value: serde_json::Value = serde_json::from_str(body).map_err(|_| ActionError::MalformedJson)?;
+        let Some(object) = value.as_object() else {
+            return Err(ActionError::MalformedJson);
+        };
+        let Some(action) = object.get("action").and_then(|a| a.as_str()) else {
+            return Err(ActionError::MissingAction);
+        };
+        if !ROUTE_KEYS.contains(&action) {
+            return Err(ActionError::UnknownAction(action.chars().take(64).collect()));
+        }
+        let action = action.to_owned();
+        let parsed: Self = serde_json::from_value(value)
+            .map_err(|e| ActionError::InvalidRequest { action: action.clone(), reason: e.to_string() })?;
+        parsed.validate().map_err(|reason| ActionError::InvalidRequest { action, reason })?;
+        Ok(parsed)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Matchmake { latency_in_ms: Some(latencies) } => {
+                if latencies.len() > MAX_LATENCY_REGIONS {
+                    return Err(format!("latencyInMs has more than {MAX_LATENCY_REGIONS} regions"));
+                }
+                if let Some(region) = latencies.keys().find(|r| r.is_empty() || r.len() > 64) {
+                    return Err(format!("latencyInMs has an invalid region name {region:?}"));
+                }
+                if latencies.values().any(|ms| *ms == 0) {
+                    return Err("latencyInMs values must be at least 1".into());
+                }
+                Ok(())
+            }
+            Self::Cancel { ticket_id }
+            | Self::Accept { ticket_id, .. }
+            | Self::Status { ticket_id: Some(ticket_id) } => valid_ticket_id(ticket_id),
+            _ => Ok(()),
+        }
+    }
+
+    /// The route key this action is served by.
+    pub fn route_key(&self) -> &'static str {
+        match self {
+            Self::Matchmake { .. } => "matchmake",
+            Self::Cancel { .. } => "cancel",
+            Self::Accept { .. } => "accept",
+            Self::Status { .. } => "status",
+            Self::Ping => "ping",
+            Self::Watch => "watch",
+        }
+    }
+}
+
+/// GameLift ticket IDs: up to 128 characters of `[a-zA-Z0-9-\.]`.
+fn valid_ticket_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err("ticketId must be 1-128 characters of letters, digits, '-' and '.'".into());
+    }
+    Ok(())
+}
+
+/// The route API Gateway selects for a frame (`$request.body.action`), or `$default`.
+pub fn select_route(body: &str) -> &'static str {
+    #[derive(Deserialize)]
+    struct Selector<'a> {
+        #[serde(borrow)]
+        action: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Selector<'_>>(body) {
+        Ok(Selector { action: Some(action) }) => {
+            ROUTE_KEYS.iter().copied().find(|k| *k == action.as_ref()).unwrap_or("$default")
+        }
+        _ => "$default",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_action() {
+        assert_eq!(
+            ClientAction::parse(r#"{"action":"matchmake","latencyInMs":{"us-east-1":40}}"#).unwrap(),
+            ClientAction::Matchmake { latency_in_ms: Some(BTreeMap::from([("us-east-1".into(), 40)])) }
+        );
+        assert_eq!(
+            ClientAction::parse(r#"{"action":"matchmake"}"#).unwrap(),
+            ClientAction::Matchmake { latency_in_ms: None }
+        );
+        assert_eq!(
+            ClientAction::parse(r#"{"action":"cancel","ticketId":"t-1"}"#).unwrap(),
+            ClientAction::Cancel { ticket_id: "t-1".into() }
+        );
+        assert_eq!(
+            ClientAction::parse(r#"{"action":"accept","ticketId":"t-1","accept":false}"#).unwrap(),
+            ClientAction::Accept { ticket_id: "t-1".into(), accept: false }
+        );
+        assert_eq!(ClientAction::parse(r#"{"action":"status"}"#).unwrap(), ClientAction::Status { ticket_id: None });
+        assert_eq!(ClientAction::parse(r#"{"action":"ping"}"#).unwrap(), ClientAction::Ping);
+        assert_eq!(ClientAction::parse(r#"{"action":"watch"}"#).unwrap(), ClientAction::Watch);
+    }
+
+    #[test]
+    fn tells_bad_input_apart() {
+        assert_eq!(ClientAction::parse("hello"), Err(ActionError::MalformedJson));
+        assert_eq!(ClientAction::parse("[1,2]"), Err(ActionError::MalformedJson));
+        assert_eq!(ClientAction::parse(r#"{"ticketId":"x"}"#), Err(ActionError::MissingAction));
+        assert_eq!(ClientAction::parse(r#"{"action":"fly"}"#), Err(ActionError::UnknownAction("fly".into())));
+        assert!(matches!(ClientAction::parse(r#"{"action":"cancel"}"#), Err(ActionError::InvalidRequest { .. })));
+        assert!(matches!(
+            ClientAction::parse(r#"{"action":"accept","ticketId":"t"}"#),
+            Err(ActionError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            ClientAction::parse(r#"{"action":"matchmake","latencyInMs":{"us-east-1":0}}"#),
+            Err(ActionError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            ClientAction::parse(r#"{"action":"status","ticketId":"../etc"}"#),
+            Err(ActionError::InvalidRequest { .. })
+        ));
+    }
+
+    #[test]
+    fn selects_routes_like_api_gateway() {
+        assert_eq!(select_route(r#"{"action":"ping"}"#), "ping");
+        assert_eq!(select_route(r#"{"action":"nope"}"#), "$default");
+        assert_eq!(select_route("not json"), "$default");
+        assert_eq!(select_route(r#"{"action":7}"#), "$default");
+        assert_eq!(select_route(r#"{"other":1}"#), "$default");
+    }
+}

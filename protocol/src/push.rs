@@ -1,0 +1,133 @@
+//! Server pushes: the JSON text frames the gateway sends to a client, tagged by `type` and named
+//! after FlexMatch's events.
+
+use serde::{Deserialize, Serialize};
+
+/// One push to one player. A `MatchmakingSucceeded` carries that player's own
+/// `playerSessionId` and is never sent to anyone else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum Push {
+    MatchmakingQueued {
+        ticket_id: String,
+    },
+    MatchmakingSearching {
+        ticket_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimated_wait_millis: Option<u64>,
+    },
+    PotentialMatchCreated {
+        ticket_id: String,
+        match_id: String,
+        acceptance_required: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acceptance_timeout: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<String>,
+    },
+    AcceptMatch {
+        ticket_id: String,
+        match_id: String,
+        /// Players of the match who have accepted so far.
+        accepted_player_ids: Vec<String>,
+    },
+    AcceptMatchCompleted {
+        ticket_id: String,
+        match_id: String,
+        /// `Accepted`, `Rejected` or `TimedOut`, as FlexMatch reports it.
+        acceptance: String,
+    },
+    MatchmakingSucceeded {
+        ticket_id: String,
+        match_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game_session_arn: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_address: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dns_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        player_session_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<String>,
+    },
+    MatchmakingTimedOut {
+        ticket_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    MatchmakingCancelled {
+        ticket_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    MatchmakingFailed {
+        ticket_id: String,
+        reason: String,
+        message: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// The caller's live ticket, with `Conflict`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<String>,
+    },
+    Pong {
+        connection_id: String,
+        player_id: String,
+    },
+}
+
+impl Push {
+    /// An `Error` push.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error { code, message: message.into(), ticket_id: None }
+    }
+
+    /// The push as the text frame the client receives.
+    pub fn to_frame(&self) -> String {
+        // Serializing these plain structs cannot fail: every map key is a string.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// True for the pushes that end a ticket.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::MatchmakingSucceeded { .. }
+                | Self::MatchmakingTimedOut { .. }
+                | Self::MatchmakingCancelled { .. }
+                | Self::MatchmakingFailed { .. }
+        )
+    }
+}
+
+/// What went wrong, for a client to act on. Messages are for people; codes are for code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame is not a JSON object.
+    MalformedJson,
+    /// The frame has no `action`, or one no route serves.
+    UnknownAction,
+    /// The action's fields are missing or invalid.
+    InvalidRequest,
+    /// The player already has a live ticket (its ID is in `ticketId`).
+    Conflict,
+    /// No such ticket for this player (the same answer whether it does not exist or is another's).
+    NotFound,
+    /// The action needs a role this connection does not have.
+    Forbidden,
+    /// Too many messages: slow down.
+    RateLimited,
+    /// Matchmaking refused the request (e.g. an unknown configuration).
+    MatchmakingRejected,
+    /// Something failed on the server; retry later.
+    InternalError,
+}
