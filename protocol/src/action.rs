@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The route keys of the WebSocket API, besides `$connect`, `$disconnect` and `$default`.
-pub const ROUTE_KEYS: &[&str] = &["matchmake", "cancel", "accept", "status", "ping", "watch"];
+pub const ROUTE_KEYS: &[&str] = &["matchmake", "cancel", "accept", "status", "ping"];
 
 /// Most regions a client may report latencies for in one `matchmake` (GameLift's own limit
 /// on `LatencyInMs` entries per player).
@@ -35,8 +35,6 @@ pub enum ClientAction {
     },
     /// Answered with `Pong {connectionId, playerId}`.
     Ping,
-    /// Observers only: receive every matchmaking event live.
-    Watch,
 }
 
 /// Why a client frame could not be read as an action.
@@ -102,7 +100,6 @@ impl ClientAction {
             Self::Accept { .. } => "accept",
             Self::Status { .. } => "status",
             Self::Ping => "ping",
-            Self::Watch => "watch",
         }
     }
 }
@@ -154,7 +151,6 @@ mod tests {
         );
         assert_eq!(ClientAction::parse(r#"{"action":"status"}"#).unwrap(), ClientAction::Status { ticket_id: None });
         assert_eq!(ClientAction::parse(r#"{"action":"ping"}"#).unwrap(), ClientAction::Ping);
-        assert_eq!(ClientAction::parse(r#"{"action":"watch"}"#).unwrap(), ClientAction::Watch);
     }
 
     #[test]

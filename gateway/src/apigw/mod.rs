@@ -1,0 +1,93 @@
+//! The API Gateway WebSocket API emulator: the WebSocket endpoint with `$connect`,
+//! `$disconnect`, `$default` and custom routes, and the `@connections` Management API.
+//!
+//! Every route invocation receives the event API Gateway would send, as JSON, through an
+//! [`Integration`], so an in-process handler and a Lambda binary see byte-identical input.
+
+mod connections;
+mod event;
+mod registry;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use connections::management_routes;
+pub use event::EventContext;
+pub use registry::{ConnectionHandle, Outbound, PostError, Registry};
+pub use ws::websocket_route;
+
+/// API Gateway's limits, as defaults that can be configured.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// API Gateway's frame limit: 32 KB.
+    pub max_frame_bytes: usize,
+    /// API Gateway's message limit: 128 KB (frames of a fragmented message together).
+    pub max_message_bytes: usize,
+    /// Pushes queued for one connection before @connections answers 429.
+    pub outbound_queue: usize,
+    /// Closed after this long without a frame from the client (API Gateway: 10 minutes).
+    pub idle_timeout: Duration,
+    /// Closed after this long regardless (API Gateway: 2 hours).
+    pub max_connection_duration: Duration,
+    /// Bytes tungstenite reads into at a time. Small, so an idle connection stays cheap; larger
+    /// messages grow the buffer as needed.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 32 * 1024,
+            max_message_bytes: 128 * 1024,
+            outbound_queue: 64,
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_connection_duration: Duration::from_secs(2 * 3600),
+            read_buffer_bytes: 2 * 1024,
+        }
+    }
+}
+
+/// What the API's routes are integrated with: Lambda handlers, in-process or over a Lambda API.
+/// `event` is the API Gateway event JSON; the answer is the Lambda's response JSON.
+#[async_trait]
+pub trait Integration: Send + Sync {
+    async fn invoke(&self, route_key: &str, event: serde_json::Value) -> Result<serde_json::Value, IntegrationError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrationError {
+    /// The function ran and failed (a Lambda error).
+    #[error("the function failed: {0}")]
+    FunctionError(String),
+    /// The function could not be reached or did not answer in time.
+    #[error("the function is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How `$connect` requests are authorized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Local only: `?playerId=NAME` is the identity, unverified.
+    None,
+}
+
+/// Everything the WebSocket API shares across connections.
+pub struct ApiGateway {
+    pub stage: String,
+    pub api_id: String,
+    pub limits: Limits,
+    pub auth: AuthMode,
+    pub registry: Arc<Registry>,
+    /// Flips to true when the stack shuts down: every connection closes with 1001.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub integration: Arc<dyn Integration>,
+}
+
+impl std::fmt::Debug for ApiGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiGateway").field("stage", &self.stage).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}

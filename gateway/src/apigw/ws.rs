@@ -1,0 +1,250 @@
+//! The WebSocket endpoint: `$connect` before the upgrade, then one task per connection that
+//! routes frames, writes pushes and enforces the idle and maximum durations.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::event::EventContext;
+use super::registry::{ConnectionHandle, Outbound, Registry, new_connection_id};
+use super::{ApiGateway, AuthMode};
+use crate::now_ms;
+
+/// Close codes API Gateway uses.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+const CLOSE_ABNORMAL: u16 = 1006;
+const CLOSE_NO_STATUS: u16 = 1005;
+
+/// `GET /{stage}`: the WebSocket API.
+pub fn websocket_route(gateway: Arc<ApiGateway>) -> Router {
+    Router::new().route("/{stage}", get(upgrade)).with_state(gateway)
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    // API Gateway's refusal body.
+    (status, axum::Json(json!({ "message": message }))).into_response()
+}
+
+async fn upgrade(
+    State(gateway): State<Arc<ApiGateway>>,
+    Path(stage): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if stage != gateway.stage {
+        return refuse(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let query = parse_query(raw_query.as_deref().unwrap_or_default());
+    let authorizer = match authorize(&gateway.auth, &query) {
+        Ok(context) => context,
+        Err(response) => return response,
+    };
+    let connected_at = now_ms();
+    let context = EventContext {
+        api_id: gateway.api_id.clone(),
+        stage: gateway.stage.clone(),
+        domain_name: headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned(),
+        connection_id: new_connection_id(),
+        source_ip: peer.ip(),
+        user_agent: headers.get(http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_owned),
+        connected_at,
+        authorizer,
+    };
+    let event = context.connect(&headers, &query, now_ms());
+    match gateway.integration.invoke("$connect", event).await {
+        Ok(response) => {
+            let status = response.get("statusCode").and_then(Value::as_u64).unwrap_or(200);
+            if !(200..300).contains(&status) {
+                let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::FORBIDDEN);
+                return refuse(status, status.canonical_reason().unwrap_or("Forbidden"));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(connection_id = context.connection_id, error = %e, "$connect failed; refusing the upgrade");
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    }
+    let limits = &gateway.limits;
+    ws.read_buffer_size(limits.read_buffer_bytes)
+        // Pushes are written as they come; nothing waits in a write buffer.
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_message_bytes * 2)
+        .max_frame_size(limits.max_frame_bytes)
+        .max_message_size(limits.max_message_bytes)
+        .on_upgrade(move |socket| run_connection(socket, context, gateway))
+}
+
+/// `$connect` authorization. The identity it establishes is the only one handlers ever use.
+fn authorize(auth: &AuthMode, query: &BTreeMap<String, Vec<String>>) -> Result<Map<String, Value>, Response> {
+    match auth {
+        AuthMode::None => {
+            let player_id = query
+                .get("playerId")
+                .and_then(|v| v.last())
+                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Unauthorized: --auth none needs ?playerId=NAME"))?;
+            if !valid_player_id(player_id) {
+                return Err(refuse(StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
+            }
+            let mut context = Map::new();
+            context.insert("principalId".into(), json!(player_id));
+            context.insert("playerId".into(), json!(player_id));
+            context.insert("role".into(), json!("player"));
+            context.insert("integrationLatency".into(), json!(0));
+            Ok(context)
+        }
+    }
+}
+
+/// Player IDs as GameLift takes them, restricted to characters that are safe in URLs and logs.
+pub fn valid_player_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c))
+}
+
+fn parse_query(raw: &str) -> BTreeMap<String, Vec<String>> {
+    let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        query.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    query
+}
+
+async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: Arc<ApiGateway>) {
+    let limits = gateway.limits.clone();
+    let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
+    let handle = Arc::new(ConnectionHandle {
+        connection_id: context.connection_id.clone(),
+        source: SocketAddr::new(context.source_ip, 0),
+        user_agent: context.user_agent.clone(),
+        connected_at: context.connected_at,
+        last_active_at: AtomicI64::new(context.connected_at),
+        tx,
+        close_requested: tokio::sync::Notify::new(),
+    });
+    gateway.registry.insert(Arc::clone(&handle));
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    let max_duration = tokio::time::sleep(limits.max_connection_duration);
+    tokio::pin!(idle, max_duration);
+    let mut shutdown = gateway.shutdown.clone();
+
+    let (code, reason): (u16, String) = loop {
+        tokio::select! {
+            () = handle.close_requested.notified() => {
+                close(&mut socket, CLOSE_NORMAL, "Connection closed").await;
+                break (CLOSE_NORMAL, "Connection closed by the @connections API".into());
+            }
+            out = rx.recv() => {
+                let message = match out {
+                    Some(Outbound::Text(text)) => Message::Text(text.into()),
+                    Some(Outbound::Binary(data)) => Message::Binary(data),
+                    None => break (CLOSE_ABNORMAL, String::new()),
+                };
+                if socket.send(message).await.is_err() {
+                    break (CLOSE_ABNORMAL, "write failed".into());
+                }
+            }
+            frame = socket.recv() => {
+                let now = now_ms();
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        Registry::touch(&handle, now);
+                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                        // Boxed so the route future only takes memory while a message is handled,
+                        // not in every idle connection's task.
+                        Box::pin(dispatch(&gateway, &context, &handle, text.as_str(), false)).await;
+                    }
+                    Some(Ok(Message::Binary(data))) => {
+                        Registry::touch(&handle, now);
+                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                        let body = base64::engine::general_purpose::STANDARD.encode(&data);
+                        Box::pin(dispatch(&gateway, &context, &handle, &body, true)).await;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        Registry::touch(&handle, now);
+                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((CLOSE_NO_STATUS, String::new()));
+                        break (code, reason);
+                    }
+                    Some(Err(e)) => {
+                        if is_capacity_error(e) {
+                            close(&mut socket, CLOSE_MESSAGE_TOO_BIG, "Message too big").await;
+                            break (CLOSE_MESSAGE_TOO_BIG, "Message too big".into());
+                        }
+                        break (CLOSE_ABNORMAL, String::new());
+                    }
+                    None => break (CLOSE_ABNORMAL, String::new()),
+                }
+            }
+            () = &mut idle => {
+                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                break (CLOSE_GOING_AWAY, "Idle timeout".into());
+            }
+            _ = shutdown.changed() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                break (CLOSE_GOING_AWAY, "Server shutting down".into());
+            }
+            () = &mut max_duration => {
+                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                break (CLOSE_GOING_AWAY, "Maximum connection duration reached".into());
+            }
+        }
+    };
+    gateway.registry.remove(&context.connection_id);
+    drop(socket);
+    let event = context.disconnect(code, &reason, now_ms());
+    if let Err(e) = gateway.integration.invoke("$disconnect", event).await {
+        tracing::warn!(connection_id = context.connection_id, error = %e, "$disconnect failed");
+    }
+}
+
+fn is_capacity_error(e: axum::Error) -> bool {
+    let inner = e.into_inner();
+    matches!(inner.downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+/// Routes one frame on `$request.body.action` and invokes the route's integration. A failed
+/// invocation gets API Gateway's own error frame; the connection stays open.
+async fn dispatch(gateway: &ApiGateway, context: &EventContext, handle: &ConnectionHandle, body: &str, binary: bool) {
+    let route_key = if binary { "$default" } else { matchgate_protocol::action::select_route(body) };
+    let event = context.message(route_key, body, binary, now_ms());
+    let request_id = event["requestContext"]["requestId"].as_str().unwrap_or_default().to_owned();
+    let failed = match gateway.integration.invoke(route_key, event).await {
+        Ok(response) => response.get("statusCode").and_then(Value::as_u64).is_some_and(|s| s >= 500),
+        Err(e) => {
+            tracing::warn!(connection_id = context.connection_id, route_key, error = %e, "route failed");
+            true
+        }
+    };
+    if failed {
+        let frame = json!({
+            "message": "Internal server error",
+            "connectionId": context.connection_id,
+            "requestId": request_id,
+        });
+        let _ = handle.tx.try_send(Outbound::Text(frame.to_string()));
+    }
+}

@@ -1,0 +1,9 @@
+//! The local GameLift side: FlexMatch matchmaking over real rule sets, placement on a
+//! simulated fleet, and FlexMatch's events delivered SNS-shaped to the events function.
+
+pub mod engine;
+pub mod placement;
+pub mod sns;
+
+pub use engine::{FlexMatchMode, LocalFlexMatch, MatchmakingConfiguration};
+pub use placement::{Fleet, FleetConfig};

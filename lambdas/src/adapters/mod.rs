@@ -1,0 +1,3 @@
+//! Adapters for the ports.
+
+pub mod memory;

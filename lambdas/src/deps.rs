@@ -1,0 +1,49 @@
+//! What every handler is given: the ports and the settings. Built once per process (once per
+//! Lambda cold start) and shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ports::{Clock, ConnectionPusher, ConnectionStore, Matchmaker, PlayerStore, TicketStore};
+
+#[derive(Clone)]
+pub struct Deps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub players: Arc<dyn PlayerStore>,
+    pub tickets: Arc<dyn TicketStore>,
+    pub matchmaker: Arc<dyn Matchmaker>,
+    pub pusher: Arc<dyn ConnectionPusher>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The FlexMatch matchmaking configuration tickets are started in.
+    pub configuration_name: String,
+    /// How long a connection row lives: past API Gateway's 2 h maximum connection duration, so
+    /// the TTL only ever removes rows of connections whose `$disconnect` never came.
+    pub connection_ttl: Duration,
+    /// How long a ticket and its results are kept, so a client that reconnects can still ask.
+    pub ticket_ttl: Duration,
+    /// How long a player who disconnects while searching keeps the ticket before matchmaking is
+    /// stopped. Zero stops it at once.
+    pub disconnect_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            configuration_name: "matchgate-default".into(),
+            connection_ttl: Duration::from_secs(3 * 3600),
+            ticket_ttl: Duration::from_secs(24 * 3600),
+            disconnect_grace: Duration::ZERO,
+        }
+    }
+}

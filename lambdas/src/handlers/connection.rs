@@ -1,0 +1,68 @@
+//! `$connect` and `$disconnect`.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+
+use super::{Caller, ok};
+use crate::ports::ConnectionRecord;
+use crate::{Deps, HandlerError};
+
+/// Records connection → player and player → connection. Never posts to the new connection:
+/// API Gateway answers 410 for a connection whose `$connect` has not returned yet.
+pub async fn connect(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    let now = deps.clock.now_ms();
+    let connected_at = if req.request_context.connected_at > 0 { req.request_context.connected_at } else { now };
+    deps.connections
+        .put(&ConnectionRecord {
+            connection_id: caller.connection_id.clone(),
+            player_id: caller.player_id.clone(),
+            role: caller.role,
+            connected_at,
+            expires_at: (now + deps.settings.connection_ttl.as_millis() as i64) / 1000,
+        })
+        .await?;
+    deps.players.set_connection(&caller.player_id, &caller.connection_id).await?;
+    tracing::info!(connection_id = caller.connection_id, player_id = caller.player_id, "connected");
+    Ok(ok())
+}
+
+/// Forgets the connection. `$disconnect` is best-effort in AWS, so nothing else depends on it:
+/// a push to a connection that vanished without one gets 410 and cleans up the same way.
+pub async fn disconnect(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    deps.connections.delete(&caller.connection_id).await?;
+    let was_current = deps.players.clear_connection(&caller.player_id, &caller.connection_id).await?;
+    tracing::info!(
+        connection_id = caller.connection_id,
+        player_id = caller.player_id,
+        status = req.request_context.disconnect_status_code,
+        "disconnected"
+    );
+    // A player who reconnected already has a newer connection: their ticket carries on.
+    if was_current && deps.settings.disconnect_grace.is_zero() {
+        stop_live_ticket(deps, &caller.player_id).await?;
+    }
+    Ok(ok())
+}
+
+/// Stops the player's ticket if it is still live; the MatchmakingCancelled event settles it.
+async fn stop_live_ticket(deps: &Deps, player_id: &str) -> Result<(), HandlerError> {
+    let Some(player) = deps.players.get(player_id).await? else { return Ok(()) };
+    let Some(ticket_id) = player.active_ticket_id else { return Ok(()) };
+    let now = deps.clock.now_ms();
+    if let Some(ticket) = deps.tickets.get(&ticket_id, now).await?
+        && !ticket.state.status.is_terminal()
+    {
+        tracing::info!(player_id, ticket_id, "player left while matchmaking; stopping the ticket");
+        if let Err(e) = deps.matchmaker.stop_matchmaking(&ticket_id).await {
+            tracing::warn!(ticket_id, error = %e, "StopMatchmaking failed");
+        }
+    }
+    Ok(())
+}

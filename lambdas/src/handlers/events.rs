@@ -1,0 +1,144 @@
+//! The events handler: FlexMatch's events, delivered by SNS, applied to tickets and pushed to
+//! every player of every ticket in the event.
+
+use aws_lambda_events::sns::SnsEvent;
+use matchgate_protocol::flexmatch::{MatchmakingEvent, MatchmakingEventDetail, MatchmakingEventType as E};
+use matchgate_protocol::{Push, Transition};
+
+use super::push_to_player;
+use crate::ports::{MAX_APPLIED_EVENT_IDS, StoreError};
+use crate::{Deps, HandlerError};
+
+/// How often a conditional ticket write is retried after losing a race to a concurrent event.
+const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// Handles one SNS delivery. A message that is not a FlexMatch event is logged and skipped:
+/// retrying it could never succeed.
+pub async fn events(event: SnsEvent, deps: &Deps) -> Result<(), HandlerError> {
+    for record in &event.records {
+        match MatchmakingEvent::from_sns_message(&record.sns.message) {
+            Ok(event) => apply_event(&event, deps).await?,
+            Err(e) => tracing::warn!(message_id = record.sns.message_id, error = %e, "not a FlexMatch event; skipped"),
+        }
+    }
+    Ok(())
+}
+
+/// Applies one FlexMatch event to each of its tickets, then pushes what changed.
+pub async fn apply_event(event: &MatchmakingEvent, deps: &Deps) -> Result<(), HandlerError> {
+    for ticket in &event.detail.tickets {
+        apply_to_ticket(deps, event, &ticket.ticket_id).await?;
+    }
+    Ok(())
+}
+
+async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str) -> Result<(), HandlerError> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let now = deps.clock.now_ms();
+        let Some(ticket) = deps.tickets.get(ticket_id, now).await? else {
+            tracing::debug!(ticket_id, "event for a ticket this gateway does not know; skipped");
+            return Ok(());
+        };
+        if ticket.applied_event_ids.iter().any(|id| *id == event.id) {
+            tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
+            return Ok(());
+        }
+        let next = match ticket.state.apply(&event.detail) {
+            Transition::Advance(next) => next,
+            Transition::Ignore(why) => {
+                tracing::debug!(ticket_id, event_type = ?event.detail.event_type, why, "event changes nothing");
+                return Ok(());
+            }
+        };
+        let pushes: Vec<(String, Push)> = ticket
+            .player_ids
+            .iter()
+            .filter_map(|p| push_for(&event.detail, ticket_id, p).map(|push| (p.clone(), push)))
+            .collect();
+        let mut updated = ticket.clone();
+        updated.state = next;
+        updated.version += 1;
+        updated.last_event_at = now;
+        updated.applied_event_ids.push(event.id.clone());
+        if updated.applied_event_ids.len() > MAX_APPLIED_EVENT_IDS {
+            updated.applied_event_ids.remove(0);
+        }
+        for (player_id, push) in &pushes {
+            updated.results.insert(player_id.clone(), push.clone());
+        }
+        match deps.tickets.replace(&updated, ticket.version).await {
+            Ok(()) => {
+                // The result is stored before it is pushed: a crash here loses no outcome, and
+                // the client's `status` returns it.
+                for (player_id, push) in &pushes {
+                    push_to_player(deps, player_id, push).await?;
+                }
+                return Ok(());
+            }
+            Err(StoreError::ConditionFailed) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::ConditionFailed.into())
+}
+
+/// The push one player of one ticket receives for an event: their own seat only.
+pub fn push_for(detail: &MatchmakingEventDetail, ticket_id: &str, player_id: &str) -> Option<Push> {
+    let ticket_id = ticket_id.to_owned();
+    let match_id = || detail.match_id.clone().unwrap_or_default();
+    let seat = detail.player(player_id);
+    let team = seat.and_then(|p| p.team.clone());
+    Some(match detail.event_type {
+        E::MatchmakingSearching => {
+            Push::MatchmakingSearching { ticket_id, estimated_wait_millis: detail.estimated_wait_millis() }
+        }
+        E::PotentialMatchCreated => Push::PotentialMatchCreated {
+            ticket_id,
+            match_id: match_id(),
+            acceptance_required: detail.acceptance_required.unwrap_or(false),
+            acceptance_timeout: detail.acceptance_timeout,
+            team,
+        },
+        E::AcceptMatch => Push::AcceptMatch {
+            ticket_id,
+            match_id: match_id(),
+            accepted_player_ids: detail
+                .tickets
+                .iter()
+                .flat_map(|t| &t.players)
+                .filter(|p| p.accepted == Some(true))
+                .map(|p| p.player_id.clone())
+                .collect(),
+        },
+        E::AcceptMatchCompleted => Push::AcceptMatchCompleted {
+            ticket_id,
+            match_id: match_id(),
+            acceptance: detail.acceptance.clone().unwrap_or_default(),
+        },
+        E::MatchmakingSucceeded => {
+            let session = detail.game_session_info.clone().unwrap_or_default();
+            Push::MatchmakingSucceeded {
+                ticket_id,
+                match_id: match_id(),
+                game_session_arn: session.game_session_arn,
+                ip_address: session.ip_address,
+                dns_name: session.dns_name,
+                port: session.port,
+                player_session_id: seat.and_then(|p| p.player_session_id.clone()),
+                team,
+            }
+        }
+        E::MatchmakingTimedOut => {
+            Push::MatchmakingTimedOut { ticket_id, reason: detail.reason.clone(), message: detail.message.clone() }
+        }
+        E::MatchmakingCancelled => {
+            Push::MatchmakingCancelled { ticket_id, reason: detail.reason.clone(), message: detail.message.clone() }
+        }
+        E::MatchmakingFailed => Push::MatchmakingFailed {
+            ticket_id,
+            reason: detail.reason.clone().unwrap_or_else(|| "UNEXPECTED_ERROR".into()),
+            message: detail.message.clone().unwrap_or_default(),
+        },
+        E::Unknown => return None,
+    })
+}

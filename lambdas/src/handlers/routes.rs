@@ -1,0 +1,249 @@
+//! The message routes: `matchmake`, `cancel`, `accept`, `status`, `ping` and `$default`.
+//!
+//! Bad client input never fails the invocation: it gets an `Error` push and the connection
+//! carries on. Only infrastructure failures return `Err`.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use matchgate_protocol::ticket::{TicketState, TicketStatus};
+use matchgate_protocol::{ActionError, ClientAction, ErrorCode, Push};
+
+use super::{Caller, ok, push_to};
+use crate::ports::{MatchmakerError, MatchmakingPlayer, StartMatchmakingRequest, StoreError, TicketRecord};
+use crate::{Deps, HandlerError};
+
+/// Dispatches a message event to its route's handler by `requestContext.routeKey`, as API
+/// Gateway's integrations do.
+pub async fn route(req: ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let route_key = req.request_context.route_key.clone().unwrap_or_default();
+    match route_key.as_str() {
+        "$connect" => super::connect(req, deps).await,
+        "$disconnect" => super::disconnect(req, deps).await,
+        "matchmake" => matchmake(req, deps).await,
+        "cancel" => cancel(req, deps).await,
+        "accept" => accept(req, deps).await,
+        "status" => status(req, deps).await,
+        "ping" => ping(req, deps).await,
+        _ => default_route(req, deps).await,
+    }
+}
+
+/// Parses the body as the action the route serves; on failure pushes the matching `Error`.
+async fn read_action(
+    req: &ApiGatewayWebsocketProxyRequest,
+    caller: &Caller,
+    deps: &Deps,
+) -> Result<Option<ClientAction>, HandlerError> {
+    match ClientAction::parse(req.body.as_deref().unwrap_or_default()) {
+        Ok(action) => Ok(Some(action)),
+        Err(e) => {
+            push_error(deps, caller, error_code(&e), e.to_string()).await?;
+            Ok(None)
+        }
+    }
+}
+
+fn error_code(e: &ActionError) -> ErrorCode {
+    match e {
+        ActionError::MalformedJson => ErrorCode::MalformedJson,
+        ActionError::MissingAction | ActionError::UnknownAction(_) => ErrorCode::UnknownAction,
+        ActionError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+    }
+}
+
+async fn push_error(deps: &Deps, caller: &Caller, code: ErrorCode, message: String) -> Result<(), HandlerError> {
+    push_to(deps, &caller.connection_id, &caller.player_id, &Push::error(code, message)).await
+}
+
+/// The same answer for a ticket that does not exist and for another player's: nothing leaks.
+async fn push_not_found(deps: &Deps, caller: &Caller) -> Result<(), HandlerError> {
+    push_error(deps, caller, ErrorCode::NotFound, "no such ticket".into()).await
+}
+
+/// The caller's ticket, or `None` when it is missing, expired, or someone else's.
+async fn owned_ticket(deps: &Deps, caller: &Caller, ticket_id: &str) -> Result<Option<TicketRecord>, HandlerError> {
+    let ticket = deps.tickets.get(ticket_id, deps.clock.now_ms()).await?;
+    Ok(ticket.filter(|t| t.player_ids.iter().any(|p| *p == caller.player_id)))
+}
+
+/// `$default`: frames that are not JSON or name no route.
+pub async fn default_route(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    // Parsing here gives the precise reason (not JSON, no action, unknown action).
+    let (code, message) = match ClientAction::parse(req.body.as_deref().unwrap_or_default()) {
+        Err(e) => (error_code(&e), e.to_string()),
+        Ok(action) => (ErrorCode::UnknownAction, format!("no route for {:?}", action.route_key())),
+    };
+    push_error(deps, &caller, code, message).await?;
+    Ok(ok())
+}
+
+pub async fn ping(req: ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    let pong = Push::Pong { connection_id: caller.connection_id.clone(), player_id: caller.player_id.clone() };
+    push_to(deps, &caller.connection_id, &caller.player_id, &pong).await?;
+    Ok(ok())
+}
+
+/// Starts matchmaking for the caller: one live ticket per player.
+pub async fn matchmake(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    let Some(ClientAction::Matchmake { latency_in_ms }) = read_action(&req, &caller, deps).await? else {
+        return Ok(ok());
+    };
+    let now = deps.clock.now_ms();
+    let player = deps.players.get(&caller.player_id).await?.unwrap_or_default();
+    if let Some(live) = live_ticket(deps, player.active_ticket_id.as_deref(), now).await? {
+        return conflict(deps, &caller, live).await;
+    }
+    let ticket_id = format!("ticket-{}", uuid::Uuid::new_v4());
+    match deps.players.claim_ticket(&caller.player_id, player.active_ticket_id.as_deref(), &ticket_id).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed) => {
+            // Another matchmake of the same player won the race; report its ticket.
+            let player = deps.players.get(&caller.player_id).await?.unwrap_or_default();
+            let live = player.active_ticket_id.unwrap_or_default();
+            return conflict(deps, &caller, live).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let queued = Push::MatchmakingQueued { ticket_id: ticket_id.clone() };
+    let ticket = TicketRecord {
+        ticket_id: ticket_id.clone(),
+        player_ids: vec![caller.player_id.clone()],
+        configuration_name: deps.settings.configuration_name.clone(),
+        state: TicketState::new(),
+        version: 0,
+        created_at: now,
+        last_event_at: now,
+        results: BTreeMap::from([(caller.player_id.clone(), queued.clone())]),
+        applied_event_ids: Vec::new(),
+        expires_at: (now + deps.settings.ticket_ttl.as_millis() as i64) / 1000,
+    };
+    // The ticket exists before FlexMatch knows it, so no event can arrive for an unknown ticket.
+    deps.tickets.create(&ticket).await?;
+    let request = StartMatchmakingRequest {
+        configuration_name: deps.settings.configuration_name.clone(),
+        ticket_id: ticket_id.clone(),
+        players: vec![MatchmakingPlayer {
+            player_id: caller.player_id.clone(),
+            attributes: player.attributes,
+            latency_in_ms: latency_in_ms.unwrap_or_default(),
+        }],
+    };
+    // Queued goes out first: every later push of this ticket comes from the events handler.
+    push_to(deps, &caller.connection_id, &caller.player_id, &queued).await?;
+    if let Err(e) = deps.matchmaker.start_matchmaking(request).await {
+        tracing::warn!(ticket_id, error = %e, "StartMatchmaking failed");
+        let (reason, message) = match &e {
+            MatchmakerError::Rejected(m) => ("InvalidRequest", m.clone()),
+            MatchmakerError::Unavailable(m) => ("ServiceUnavailable", m.clone()),
+        };
+        let failed = Push::MatchmakingFailed { ticket_id: ticket_id.clone(), reason: reason.into(), message };
+        let mut ended = ticket.clone();
+        ended.state = TicketState { status: TicketStatus::Failed, ..TicketState::new() };
+        ended.version = 1;
+        ended.results.insert(caller.player_id.clone(), failed.clone());
+        // If an event raced us to the ticket, its state wins.
+        let _ = deps.tickets.replace(&ended, 0).await;
+        push_to(deps, &caller.connection_id, &caller.player_id, &failed).await?;
+    }
+    Ok(ok())
+}
+
+async fn live_ticket(deps: &Deps, ticket_id: Option<&str>, now: i64) -> Result<Option<String>, HandlerError> {
+    let Some(ticket_id) = ticket_id else { return Ok(None) };
+    let ticket = deps.tickets.get(ticket_id, now).await?;
+    Ok(ticket.filter(|t| !t.state.status.is_terminal()).map(|t| t.ticket_id))
+}
+
+async fn conflict(deps: &Deps, caller: &Caller, live: String) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let push = Push::Error {
+        code: ErrorCode::Conflict,
+        message: "this player already has a live ticket".into(),
+        ticket_id: Some(live),
+    };
+    push_to(deps, &caller.connection_id, &caller.player_id, &push).await?;
+    Ok(ok())
+}
+
+/// Stops one of the caller's tickets; the MatchmakingCancelled event follows.
+pub async fn cancel(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    let Some(ClientAction::Cancel { ticket_id }) = read_action(&req, &caller, deps).await? else {
+        return Ok(ok());
+    };
+    let Some(ticket) = owned_ticket(deps, &caller, &ticket_id).await? else {
+        push_not_found(deps, &caller).await?;
+        return Ok(ok());
+    };
+    if ticket.state.status.is_terminal() {
+        // Nothing to stop: repeat how it ended.
+        if let Some(result) = ticket.results.get(&caller.player_id) {
+            push_to(deps, &caller.connection_id, &caller.player_id, result).await?;
+        }
+        return Ok(ok());
+    }
+    if let Err(e) = deps.matchmaker.stop_matchmaking(&ticket_id).await {
+        push_error(deps, &caller, ErrorCode::MatchmakingRejected, e.to_string()).await?;
+    }
+    Ok(ok())
+}
+
+/// Accepts or rejects a proposed match for the caller (only the caller's own player).
+pub async fn accept(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    let Some(ClientAction::Accept { ticket_id, accept }) = read_action(&req, &caller, deps).await? else {
+        return Ok(ok());
+    };
+    let Some(ticket) = owned_ticket(deps, &caller, &ticket_id).await? else {
+        push_not_found(deps, &caller).await?;
+        return Ok(ok());
+    };
+    if ticket.state.status != TicketStatus::RequiresAcceptance {
+        let message = format!("the ticket is {}, not waiting for acceptance", ticket.state.status.as_str());
+        push_error(deps, &caller, ErrorCode::InvalidRequest, message).await?;
+        return Ok(ok());
+    }
+    if let Err(e) = deps.matchmaker.accept_match(&ticket_id, std::slice::from_ref(&caller.player_id), accept).await {
+        push_error(deps, &caller, ErrorCode::MatchmakingRejected, e.to_string()).await?;
+    }
+    Ok(ok())
+}
+
+/// Repeats the latest push of one of the caller's tickets (by default the latest one).
+pub async fn status(
+    req: ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = Caller::from_request(&req)?;
+    let Some(ClientAction::Status { ticket_id }) = read_action(&req, &caller, deps).await? else {
+        return Ok(ok());
+    };
+    let ticket_id = match ticket_id {
+        Some(id) => Some(id),
+        None => deps.players.get(&caller.player_id).await?.and_then(|p| p.active_ticket_id),
+    };
+    let ticket = match ticket_id {
+        Some(id) => owned_ticket(deps, &caller, &id).await?,
+        None => None,
+    };
+    match ticket.as_ref().and_then(|t| t.results.get(&caller.player_id)) {
+        Some(latest) => push_to(deps, &caller.connection_id, &caller.player_id, latest).await?,
+        None => push_not_found(deps, &caller).await?,
+    }
+    Ok(ok())
+}

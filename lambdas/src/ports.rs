@@ -1,0 +1,207 @@
+//! The ports the handlers depend on. Each is small on purpose: an adapter implements exactly
+//! the calls the handlers make, and one conformance suite checks every adapter of a port.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use matchgate_protocol::Push;
+use matchgate_protocol::ticket::TicketState;
+use serde::{Deserialize, Serialize};
+
+/// A player attribute in GameLift's shape: `{"S": ..}`, `{"N": ..}`, `{"SL": [..]}`, `{"SDM": {..}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AttributeValue {
+    S(String),
+    N(f64),
+    SL(Vec<String>),
+    SDM(BTreeMap<String, f64>),
+}
+
+pub type PlayerAttributes = BTreeMap<String, AttributeValue>;
+
+/// What a connection's authorizer established about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Player,
+    Observer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "player" => Some(Self::Player),
+            "observer" => Some(Self::Observer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Player => "player",
+            Self::Observer => "observer",
+        }
+    }
+}
+
+/// A row of `Connections`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRecord {
+    pub connection_id: String,
+    pub player_id: String,
+    pub role: Role,
+    /// Epoch milliseconds.
+    pub connected_at: i64,
+    /// Epoch seconds (DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+/// A row of `Players`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerRecord {
+    pub player_id: String,
+    #[serde(default)]
+    pub attributes: PlayerAttributes,
+    /// The player's current connection: the newest one wins.
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// The player's latest ticket; it is live while the ticket's status is not terminal.
+    #[serde(default)]
+    pub active_ticket_id: Option<String>,
+}
+
+/// A row of `Tickets`: the state machine's state plus what each player was last told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketRecord {
+    pub ticket_id: String,
+    pub player_ids: Vec<String>,
+    pub configuration_name: String,
+    pub state: TicketState,
+    /// Bumped by every write; writes are conditional on it.
+    pub version: u64,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+    /// Epoch milliseconds of the last state change (the backstop polls quiet tickets).
+    pub last_event_at: i64,
+    /// The latest push for each player, so `status` can repeat it after a reconnect.
+    pub results: BTreeMap<String, Push>,
+    /// IDs of the events already applied, newest last, so a redelivery is a no-op.
+    #[serde(default)]
+    pub applied_event_ids: Vec<String>,
+    /// Epoch seconds (DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+/// How many applied event IDs a ticket remembers. A ticket sees at most a few events per match
+/// attempt, so this covers every redelivery FlexMatch and SNS make in a ticket's life.
+pub const MAX_APPLIED_EVENT_IDS: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost a race, or its precondition does not hold.
+    #[error("condition failed")]
+    ConditionFailed,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn put(&self, connection: &ConnectionRecord) -> Result<(), StoreError>;
+    /// The connection, unless it is missing or past its TTL.
+    async fn get(&self, connection_id: &str, now_ms: i64) -> Result<Option<ConnectionRecord>, StoreError>;
+    async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait PlayerStore: Send + Sync {
+    async fn get(&self, player_id: &str) -> Result<Option<PlayerRecord>, StoreError>;
+    /// Sets the player's attributes (seeding), creating the row if needed.
+    async fn put_attributes(&self, player_id: &str, attributes: &PlayerAttributes) -> Result<(), StoreError>;
+    /// Makes `connection_id` the player's current connection, creating the row if needed.
+    async fn set_connection(&self, player_id: &str, connection_id: &str) -> Result<(), StoreError>;
+    /// Clears the player's connection only if it is still `connection_id`; true if it was.
+    async fn clear_connection(&self, player_id: &str, connection_id: &str) -> Result<bool, StoreError>;
+    /// Sets `activeTicketId` to `new` only if it is still `expected`; else `ConditionFailed`.
+    async fn claim_ticket(&self, player_id: &str, expected: Option<&str>, new: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Creates a ticket; `ConditionFailed` if the ID exists.
+    async fn create(&self, ticket: &TicketRecord) -> Result<(), StoreError>;
+    /// The ticket, unless it is missing or past its TTL.
+    async fn get(&self, ticket_id: &str, now_ms: i64) -> Result<Option<TicketRecord>, StoreError>;
+    /// Replaces the ticket only if its stored version is still `expected_version`.
+    async fn replace(&self, ticket: &TicketRecord, expected_version: u64) -> Result<(), StoreError>;
+}
+
+/// One player of a StartMatchmaking request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchmakingPlayer {
+    pub player_id: String,
+    pub attributes: PlayerAttributes,
+    pub latency_in_ms: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartMatchmakingRequest {
+    pub configuration_name: String,
+    pub ticket_id: String,
+    pub players: Vec<MatchmakingPlayer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatchmakerError {
+    /// GameLift refused the request (InvalidRequestException, NotFoundException, ...).
+    #[error("matchmaking refused the request: {0}")]
+    Rejected(String),
+    #[error("matchmaking unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// FlexMatch, as the handlers use it.
+#[async_trait]
+pub trait Matchmaker: Send + Sync {
+    async fn start_matchmaking(&self, request: StartMatchmakingRequest) -> Result<(), MatchmakerError>;
+    async fn stop_matchmaking(&self, ticket_id: &str) -> Result<(), MatchmakerError>;
+    async fn accept_match(&self, ticket_id: &str, player_ids: &[String], accept: bool) -> Result<(), MatchmakerError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// 410: the connection is gone; its records should be deleted.
+    #[error("the connection is gone")]
+    Gone,
+    /// 413: over 128 KB.
+    #[error("the message is too large")]
+    PayloadTooLarge,
+    /// 429: the connection's outbound buffer is full, or the account is throttled.
+    #[error("throttled")]
+    Throttled,
+    #[error("push failed: {0}")]
+    Other(String),
+}
+
+/// PostToConnection, as the handlers use it.
+#[async_trait]
+pub trait ConnectionPusher: Send + Sync {
+    async fn post_to_connection(&self, connection_id: &str, data: &[u8]) -> Result<(), PushError>;
+}
+
+/// Wall-clock time, so tests can control it.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
