@@ -71,6 +71,8 @@ pub enum StackError {
 pub struct Stack {
     pub addr: SocketAddr,
     pub stage: String,
+    /// The matchmaking configuration loaded at start.
+    pub configuration: MatchmakingConfiguration,
     pub engine: Arc<LocalFlexMatch>,
     pub gateway: Arc<ApiGateway>,
     shutdown: watch::Sender<bool>,
@@ -143,7 +145,7 @@ impl Stack {
                 .await
         });
         tracing::info!(%addr, stage = config.stage, "matchgate local stack ready");
-        Ok(Self { addr, stage: config.stage, engine, gateway, shutdown, tasks, server })
+        Ok(Self { addr, stage: config.stage, configuration: config.configuration, engine, gateway, shutdown, tasks, server })
     }
 
     /// `ws://ADDR/STAGE`.

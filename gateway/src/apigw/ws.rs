@@ -56,7 +56,7 @@ async fn upgrade(
     let query = parse_query(raw_query.as_deref().unwrap_or_default());
     let authorizer = match authorize(&gateway.auth, &query) {
         Ok(context) => context,
-        Err(response) => return response,
+        Err((status, message)) => return refuse(status, message),
     };
     let connected_at = now_ms();
     let context = EventContext {
@@ -94,15 +94,18 @@ async fn upgrade(
 }
 
 /// `$connect` authorization. The identity it establishes is the only one handlers ever use.
-fn authorize(auth: &AuthMode, query: &BTreeMap<String, Vec<String>>) -> Result<Map<String, Value>, Response> {
+/// A refusal before the upgrade: the HTTP status and API Gateway's message.
+type Refusal = (StatusCode, &'static str);
+
+fn authorize(auth: &AuthMode, query: &BTreeMap<String, Vec<String>>) -> Result<Map<String, Value>, Refusal> {
     match auth {
         AuthMode::None => {
             let player_id = query
                 .get("playerId")
                 .and_then(|v| v.last())
-                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Unauthorized: --auth none needs ?playerId=NAME"))?;
+                .ok_or((StatusCode::UNAUTHORIZED, "Unauthorized: --auth none needs ?playerId=NAME"))?;
             if !valid_player_id(player_id) {
-                return Err(refuse(StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
+                return Err((StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
             }
             let mut context = Map::new();
             context.insert("principalId".into(), json!(player_id));
@@ -182,7 +185,7 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                         idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((CLOSE_NO_STATUS, String::new()));
+                        let (code, reason) = frame.map(|f| (f.code, f.reason.to_string())).unwrap_or((CLOSE_NO_STATUS, String::new()));
                         break (code, reason);
                     }
                     Some(Err(e)) => {

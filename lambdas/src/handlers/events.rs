@@ -39,7 +39,7 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             tracing::debug!(ticket_id, "event for a ticket this gateway does not know; skipped");
             return Ok(());
         };
-        if ticket.applied_event_ids.iter().any(|id| *id == event.id) {
+        if ticket.applied_event_ids.contains(&event.id) {
             tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
             return Ok(());
         }

@@ -64,7 +64,7 @@ async fn push_not_found(deps: &Deps, caller: &Caller) -> Result<(), HandlerError
 /// The caller's ticket, or `None` when it is missing, expired, or someone else's.
 async fn owned_ticket(deps: &Deps, caller: &Caller, ticket_id: &str) -> Result<Option<TicketRecord>, HandlerError> {
     let ticket = deps.tickets.get(ticket_id, deps.clock.now_ms()).await?;
-    Ok(ticket.filter(|t| t.player_ids.iter().any(|p| *p == caller.player_id)))
+    Ok(ticket.filter(|t| t.player_ids.contains(&caller.player_id)))
 }
 
 /// `$default`: frames that are not JSON or name no route.

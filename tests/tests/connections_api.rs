@@ -1,0 +1,66 @@
+//! The @connections Management API, driven by the real `aws-sdk-apigatewaymanagement`.
+
+use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use matchgate_protocol::Push;
+use matchgate_tests::{Client, start_stack, teams_rule_set};
+
+fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn post_get_delete_and_gone_through_the_aws_sdk() -> anyhow::Result<()> {
+    let stack = start_stack(&teams_rule_set(1)).await?;
+    let sdk = sdk_client(&stack.connections_endpoint());
+    let mut alice = Client::connect(&stack, "alice").await?;
+    let connection_id = alice.connection_id().await?;
+    // API Gateway's IDs end in '=', which the SDK URL-encodes: the path must still resolve.
+    assert!(connection_id.ends_with('='));
+
+    sdk.post_to_connection()
+        .connection_id(&connection_id)
+        .data(Blob::new(r#"{"type":"Pong","connectionId":"x","playerId":"from-the-sdk"}"#))
+        .send()
+        .await?;
+    assert!(matches!(alice.next_push().await?, Push::Pong { player_id, .. } if player_id == "from-the-sdk"));
+
+    let info = sdk.get_connection().connection_id(&connection_id).send().await?;
+    assert!(info.connected_at().is_some());
+    assert!(info.last_active_at().is_some());
+    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+
+    sdk.delete_connection().connection_id(&connection_id).send().await?;
+    assert_eq!(alice.closed().await?, Some(1000), "DELETE closes the socket");
+
+    let gone = sdk.post_to_connection().connection_id(&connection_id).data(Blob::new("late")).send().await;
+    let err = gone.expect_err("a closed connection is gone");
+    assert!(err.as_service_error().is_some_and(|e| e.is_gone_exception()), "{err:?}");
+    let unknown = sdk.get_connection().connection_id("NoSuchConnecti=").send().await.expect_err("unknown");
+    assert!(unknown.as_service_error().is_some_and(|e| e.is_gone_exception()), "{unknown:?}");
+    let raw = unknown.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(raw, Some(410));
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn post_over_128_kb_is_refused_with_413() -> anyhow::Result<()> {
+    let stack = start_stack(&teams_rule_set(1)).await?;
+    let sdk = sdk_client(&stack.connections_endpoint());
+    let mut alice = Client::connect(&stack, "alice").await?;
+    let connection_id = alice.connection_id().await?;
+    let big = "x".repeat(128 * 1024 + 1);
+    let err = sdk.post_to_connection().connection_id(&connection_id).data(Blob::new(big)).send().await.expect_err("413");
+    assert!(err.as_service_error().is_some_and(|e| e.is_payload_too_large_exception()), "{err:?}");
+    // The connection is unaffected.
+    assert_eq!(alice.connection_id().await?, connection_id);
+    stack.shutdown().await;
+    Ok(())
+}
