@@ -35,6 +35,10 @@ pub struct Settings {
     /// How long a player who disconnects while searching keeps the ticket before matchmaking is
     /// stopped. Zero stops it at once.
     pub disconnect_grace: Duration,
+    /// The backstop asks FlexMatch about a live ticket that has had no event for this long.
+    pub backstop_quiet: Duration,
+    /// …and then no more often than this per ticket.
+    pub backstop_interval: Duration,
 }
 
 impl Default for Settings {
@@ -44,6 +48,8 @@ impl Default for Settings {
             connection_ttl: Duration::from_secs(3 * 3600),
             ticket_ttl: Duration::from_secs(24 * 3600),
             disconnect_grace: Duration::ZERO,
+            backstop_quiet: Duration::from_secs(30),
+            backstop_interval: Duration::from_secs(10),
         }
     }
 }

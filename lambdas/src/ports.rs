@@ -91,6 +91,10 @@ pub struct TicketRecord {
     /// IDs of the events already applied, newest last, so a redelivery is a no-op.
     #[serde(default)]
     pub applied_event_ids: Vec<String>,
+    /// While the ticket is live: when the backstop should next ask FlexMatch about it (epoch
+    /// milliseconds). `None` once the ticket has ended.
+    #[serde(default)]
+    pub backstop_due_at: Option<i64>,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: i64,
 }
@@ -137,6 +141,9 @@ pub trait TicketStore: Send + Sync {
     async fn get(&self, ticket_id: &str, now_ms: i64) -> Result<Option<TicketRecord>, StoreError>;
     /// Replaces the ticket only if its stored version is still `expected_version`.
     async fn replace(&self, ticket: &TicketRecord, expected_version: u64) -> Result<(), StoreError>;
+    /// Live tickets whose `backstop_due_at` is at or before `now_ms`, most overdue first, at
+    /// most `limit`, skipping expired ones.
+    async fn due_for_backstop(&self, now_ms: i64, limit: usize) -> Result<Vec<TicketRecord>, StoreError>;
 }
 
 /// One player of a StartMatchmaking request.

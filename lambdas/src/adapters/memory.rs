@@ -123,6 +123,18 @@ impl TicketStore for MemoryTickets {
             _ => Err(StoreError::ConditionFailed),
         }
     }
+
+    async fn due_for_backstop(&self, now_ms: i64, limit: usize) -> Result<Vec<TicketRecord>, StoreError> {
+        let rows = lock(&self.rows);
+        let mut due: Vec<TicketRecord> = rows
+            .values()
+            .filter(|t| t.expires_at * 1000 > now_ms && t.backstop_due_at.is_some_and(|d| d <= now_ms))
+            .cloned()
+            .collect();
+        due.sort_by_key(|t| (t.backstop_due_at, t.ticket_id.clone()));
+        due.truncate(limit);
+        Ok(due)
+    }
 }
 
 /// A clock that only moves when told to, for tests of TTLs and timeouts.

@@ -56,6 +56,8 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             .filter_map(|p| push_for(&event.detail, ticket_id, p).map(|push| (p.clone(), push)))
             .collect();
         let mut updated = ticket.clone();
+        updated.backstop_due_at =
+            (!next.status.is_terminal()).then(|| now + deps.settings.backstop_quiet.as_millis() as i64);
         updated.state = next;
         updated.version += 1;
         updated.last_event_at = now;

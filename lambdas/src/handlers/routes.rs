@@ -125,6 +125,7 @@ pub async fn matchmake(
         last_event_at: now,
         results: BTreeMap::from([(caller.player_id.clone(), queued.clone())]),
         applied_event_ids: Vec::new(),
+        backstop_due_at: Some(now + deps.settings.backstop_quiet.as_millis() as i64),
         expires_at: (now + deps.settings.ticket_ttl.as_millis() as i64) / 1000,
     };
     // The ticket exists before FlexMatch knows it, so no event can arrive for an unknown ticket.
@@ -150,6 +151,7 @@ pub async fn matchmake(
         let mut ended = ticket.clone();
         ended.state = TicketState { status: TicketStatus::Failed, ..TicketState::new() };
         ended.version = 1;
+        ended.backstop_due_at = None;
         ended.results.insert(caller.player_id.clone(), failed.clone());
         // If an event raced us to the ticket, its state wins.
         let _ = deps.tickets.replace(&ended, 0).await;
