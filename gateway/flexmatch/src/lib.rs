@@ -3,14 +3,30 @@
 //! This crate knows nothing about sockets, SNS or clocks. The caller owns the pool of
 //! searching tickets and the current time; [`RuleSet::find_matches`] proposes disjoint
 //! matches from that pool. Placement, acceptance, timeouts and events live in the gateway.
+//!
+//! - [`RuleSet::parse`] / [`RuleSet::validate_all`]: every section of the rule set schema
+//!   (attributes, teams with `quantity`, all eight rule types with their property
+//!   expressions, expansions, algorithm), each error with its JSON path.
+//! - [`RuleSet::find_matches`]: `exhaustiveSearch` (up to 40 players) and `balanced` (41–200),
+//!   anchored on the oldest ticket, expansions applied by the newest or oldest ticket's age.
+//! - [`RuleSet::acceptable_regions`]: where a formed match may be placed, for the queue.
+//! - [`RuleSet::check_player`] / [`RuleSet::apply_defaults`]: attributes typed by the rule set.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+#[doc(hidden)]
+pub mod bench_support;
+mod expr;
+mod matcher;
 mod ruleset;
 
-pub use ruleset::{RuleSet, RuleSetError, Team};
+pub use matcher::SEARCH_BUDGET_PER_ANCHOR;
+pub use ruleset::{
+    Algorithm, AttributeType, BackfillPriority, BatchingPreference, ExpansionAgeSelection, MAX_MATCH_PLAYERS,
+    MAX_PLAYERS_PER_TICKET, MAX_SMALL_MATCH_PLAYERS, RuleSet, RuleSetError, Strategy, Team,
+};
 
 /// A player attribute as GameLift's API carries it: `{"S": ..}`, `{"N": ..}`, `{"SL": [..]}`
 /// or `{"SDM": {..}}`.
