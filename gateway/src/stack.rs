@@ -145,7 +145,16 @@ impl Stack {
                 .await
         });
         tracing::info!(%addr, stage = config.stage, "matchgate local stack ready");
-        Ok(Self { addr, stage: config.stage, configuration: config.configuration, engine, gateway, shutdown, tasks, server })
+        Ok(Self {
+            addr,
+            stage: config.stage,
+            configuration: config.configuration,
+            engine,
+            gateway,
+            shutdown,
+            tasks,
+            server,
+        })
     }
 
     /// `ws://ADDR/STAGE`.

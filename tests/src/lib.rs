@@ -154,11 +154,7 @@ impl Client {
 
 /// Repeats `status` until `done` holds for the answer; for outcomes that follow an event the
 /// client does not see (its own disconnect).
-pub async fn status_until(
-    client: &mut Client,
-    ticket_id: &str,
-    done: impl Fn(&Push) -> bool,
-) -> anyhow::Result<Push> {
+pub async fn status_until(client: &mut Client, ticket_id: &str, done: impl Fn(&Push) -> bool) -> anyhow::Result<Push> {
     let deadline = tokio::time::Instant::now() + HANG_GUARD;
     loop {
         let push = client.status(Some(ticket_id)).await?;

@@ -57,7 +57,8 @@ async fn post_over_128_kb_is_refused_with_413() -> anyhow::Result<()> {
     let mut alice = Client::connect(&stack, "alice").await?;
     let connection_id = alice.connection_id().await?;
     let big = "x".repeat(128 * 1024 + 1);
-    let err = sdk.post_to_connection().connection_id(&connection_id).data(Blob::new(big)).send().await.expect_err("413");
+    let err =
+        sdk.post_to_connection().connection_id(&connection_id).data(Blob::new(big)).send().await.expect_err("413");
     assert!(err.as_service_error().is_some_and(|e| e.is_payload_too_large_exception()), "{err:?}");
     // The connection is unaffected.
     assert_eq!(alice.connection_id().await?, connection_id);

@@ -34,8 +34,9 @@ async fn two_players_are_matched_and_each_gets_only_its_own_session() -> anyhow:
             let text = client.next_text().await?;
             let push: Push = serde_json::from_str(&text)?;
             frames.push((client.player_id.clone(), text));
-            if let Push::MatchmakingSucceeded { ticket_id, ip_address, port, player_session_id, team, match_id, .. } =
-                push
+            if let Push::MatchmakingSucceeded {
+                ticket_id, ip_address, port, player_session_id, team, match_id, ..
+            } = push
             {
                 assert_eq!(&ticket_id, ticket);
                 assert_eq!(ip_address.as_deref(), Some("127.0.0.1"));
@@ -136,7 +137,9 @@ async fn a_ticket_times_out_after_the_configurations_request_timeout() -> anyhow
     assert!(is_searching(&alice.status(Some(&ticket)).await?));
     stack.engine.cycle(now_ms() + timeout_ms);
     let push = alice.expect("timed out", |p| matches!(p, Push::MatchmakingTimedOut { .. })).await?;
-    assert!(matches!(push, Push::MatchmakingTimedOut { ticket_id, reason: Some(r), .. } if ticket_id == ticket && r == "TimedOut"));
+    assert!(
+        matches!(push, Push::MatchmakingTimedOut { ticket_id, reason: Some(r), .. } if ticket_id == ticket && r == "TimedOut")
+    );
     stack.shutdown().await;
     Ok(())
 }
@@ -206,7 +209,9 @@ async fn one_live_ticket_per_player_and_other_players_tickets_reveal_nothing() -
 
     alice.send(json!({"action": "matchmake"})).await?;
     match alice.next_push().await? {
-        Push::Error { code: ErrorCode::Conflict, ticket_id, .. } => assert_eq!(ticket_id.as_deref(), Some(ticket.as_str())),
+        Push::Error { code: ErrorCode::Conflict, ticket_id, .. } => {
+            assert_eq!(ticket_id.as_deref(), Some(ticket.as_str()))
+        }
         other => panic!("expected a conflict, got {other:?}"),
     }
 
