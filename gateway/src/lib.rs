@@ -5,6 +5,7 @@
 //! and for tests alike.
 
 pub mod apigw;
+pub mod bench;
 pub mod embedded;
 pub mod gamelift;
 pub mod players;

@@ -21,6 +21,28 @@ struct Cli {
 enum Command {
     /// Run the local stack (the default).
     Up(UpArgs),
+    /// Measure: idle connection memory, the FlexMatch engine, end-to-end latency.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// The gateway's resident memory per idle WebSocket connection.
+    Idle {
+        #[arg(long, default_value_t = 5_000)]
+        connections: usize,
+    },
+    /// Matchmaking cycle time for synthetic pools.
+    Flexmatch {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        pools: Vec<usize>,
+    },
+    /// Request → MatchmakingSucceeded latency through the local stack.
+    E2e {
+        #[arg(long, default_value_t = 1_000)]
+        players: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Up(args)) => up(args).await,
+        Some(Command::Bench(Bench::Idle { connections })) => matchgate_gateway::bench::idle(connections, None).await,
+        Some(Command::Bench(Bench::Flexmatch { pools })) => matchgate_gateway::bench::flexmatch(&pools),
+        Some(Command::Bench(Bench::E2e { players })) => matchgate_gateway::bench::e2e(players).await,
         None => up(cli.up).await,
     }
 }
