@@ -8,6 +8,7 @@ pub mod apigw;
 pub mod bench;
 pub mod embedded;
 pub mod gamelift;
+pub mod issuer;
 pub mod players;
 pub mod stack;
 

@@ -60,6 +60,8 @@ impl Default for StackConfig {
 pub enum StackError {
     #[error("the rule set is invalid: {0}")]
     RuleSet(#[from] matchgate_flexmatch::RuleSetError),
+    #[error("the initial matchmaking setup was refused: {0}")]
+    GameLift(#[from] crate::gamelift::GameLiftError),
     #[error("seeding the Players table failed: {0}")]
     Seed(#[from] matchgate_lambdas::ports::StoreError),
     #[error(transparent)]
@@ -84,7 +86,6 @@ impl Stack {
     /// Starts the stack on `listener`; it serves until [`Stack::shutdown`].
     pub async fn start(config: StackConfig, listener: TcpListener) -> Result<Self, StackError> {
         let addr = listener.local_addr()?;
-        let rule_set = RuleSet::parse(&config.rule_set_body)?;
         let clock = Arc::new(SystemClock);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let engine = Arc::new(LocalFlexMatch::new(
@@ -93,7 +94,13 @@ impl Stack {
             clock.clone(),
             events_tx,
         ));
-        engine.put_configuration(config.configuration.clone(), rule_set);
+        // What infra/ deploys shows up in the GameLift API as the initial rule set and
+        // configuration, exactly as if created through it.
+        let rule_set_name = RuleSet::parse(&config.rule_set_body)?.name().to_owned();
+        let rule_set_name =
+            if rule_set_name.is_empty() { config.configuration.rule_set_name.clone() } else { rule_set_name };
+        engine.create_rule_set(&rule_set_name, &config.rule_set_body)?;
+        engine.create_configuration(MatchmakingConfiguration { rule_set_name, ..config.configuration.clone() })?;
 
         let registry = Arc::new(Registry::default());
         let players = Arc::new(MemoryPlayers::default());

@@ -5,6 +5,7 @@
 //! API. The gateway and the Lambda binaries wire them together in exactly one place each.
 
 pub mod adapters;
+pub mod authorizer;
 pub mod deps;
 pub mod error;
 pub mod handlers;

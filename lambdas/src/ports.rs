@@ -161,6 +161,32 @@ pub struct StartMatchmakingRequest {
     pub players: Vec<MatchmakingPlayer>,
 }
 
+/// A ticket as DescribeMatchmaking reports it: what the backstop learns when events are lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketDescription {
+    pub ticket_id: String,
+    pub status: matchgate_protocol::TicketStatus,
+    pub status_reason: Option<String>,
+    pub status_message: Option<String>,
+    pub players: Vec<DescribedPlayer>,
+    pub game_session: Option<DescribedGameSession>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribedPlayer {
+    pub player_id: String,
+    pub team: Option<String>,
+    pub player_session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribedGameSession {
+    pub game_session_arn: String,
+    pub ip_address: String,
+    pub dns_name: String,
+    pub port: u16,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MatchmakerError {
     /// GameLift refused the request (InvalidRequestException, NotFoundException, ...).
@@ -176,6 +202,8 @@ pub trait Matchmaker: Send + Sync {
     async fn start_matchmaking(&self, request: StartMatchmakingRequest) -> Result<(), MatchmakerError>;
     async fn stop_matchmaking(&self, ticket_id: &str) -> Result<(), MatchmakerError>;
     async fn accept_match(&self, ticket_id: &str, player_ids: &[String], accept: bool) -> Result<(), MatchmakerError>;
+    /// DescribeMatchmaking for at most ten tickets; unknown tickets are left out.
+    async fn describe_matchmaking(&self, ticket_ids: &[String]) -> Result<Vec<TicketDescription>, MatchmakerError>;
 }
 
 #[derive(Debug, thiserror::Error)]

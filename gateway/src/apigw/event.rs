@@ -170,7 +170,7 @@ mod tests {
         assert!(message.request_context.message_id.is_some());
         assert!(message.request_context.request_id.is_some());
         assert_eq!(message.body.as_deref(), Some(r#"{"action":"ping"}"#));
-        assert_eq!(message.request_context.authorizer.other.get("playerId"), Some(&json!("alice")));
+        assert_eq!(message.request_context.authorizer.fields.get("playerId"), Some(&json!("alice")));
 
         let disconnect: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(ctx.disconnect(1001, "Going away", 1_700_000_000_003)).unwrap();

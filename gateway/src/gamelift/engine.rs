@@ -1,15 +1,17 @@
-//! The matchmaker: tickets, the matchmaking cycle, timeouts and events.
+//! The matchmaker: rule sets, configurations, tickets, the matchmaking cycle, acceptance,
+//! timeouts, placement and events.
 //!
 //! Match formation itself is `matchgate_flexmatch`'s pure `RuleSet::find_matches`; this module
-//! owns the tickets' lives around it and says what happened as FlexMatch's events.
+//! owns the tickets' lives around it and says what happened as FlexMatch's events, in the order
+//! FlexMatch publishes them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, TimeZone, Utc};
 use matchgate_flexmatch::{AttributeValue, Player, RuleSet, Ticket};
-use matchgate_lambdas::ports::{self, Clock, MatchmakerError, StartMatchmakingRequest};
+use matchgate_lambdas::ports::{self, Clock, MatchmakerError, StartMatchmakingRequest, TicketDescription};
 use matchgate_protocol::flexmatch::{
     DETAIL_TYPE, EventPlayer, EventTicket, GameSessionInfo, MatchmakingEvent, MatchmakingEventDetail,
     MatchmakingEventType as E, RuleEvaluationMetric, SOURCE,
@@ -21,6 +23,10 @@ use super::placement::{Fleet, GameSession};
 
 /// Most players in one ticket (GameLift's limit).
 pub const MAX_PLAYERS_PER_TICKET: usize = 10;
+/// Most tickets one DescribeMatchmaking call may name (GameLift's limit).
+pub const MAX_DESCRIBE_TICKETS: usize = 10;
+/// How long an ended ticket stays describable, as GameLift keeps them.
+pub const ENDED_TICKET_RETENTION_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlexMatchMode {
@@ -30,42 +36,125 @@ pub enum FlexMatchMode {
     Standalone,
 }
 
+impl FlexMatchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WithQueue => "WITH_QUEUE",
+            Self::Standalone => "STANDALONE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "WITH_QUEUE" => Some(Self::WithQueue),
+            "STANDALONE" => Some(Self::Standalone),
+            _ => None,
+        }
+    }
+}
+
 /// A matchmaking configuration, with GameLift's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MatchmakingConfiguration {
     pub name: String,
+    pub description: Option<String>,
     pub rule_set_name: String,
     pub request_timeout_seconds: u32,
     pub acceptance_required: bool,
     pub acceptance_timeout_seconds: u32,
     pub flex_match_mode: FlexMatchMode,
+    pub game_session_queue_arns: Vec<String>,
+    pub notification_target: Option<String>,
+    pub backfill_mode: Option<String>,
+    pub additional_player_count: u32,
+    pub custom_event_data: Option<String>,
+    /// Epoch milliseconds.
+    pub creation_time_ms: i64,
 }
 
 impl Default for MatchmakingConfiguration {
     fn default() -> Self {
         Self {
             name: "matchgate-default".into(),
+            description: None,
             rule_set_name: "matchgate-default".into(),
             request_timeout_seconds: 60,
             acceptance_required: false,
             acceptance_timeout_seconds: 30,
             flex_match_mode: FlexMatchMode::WithQueue,
+            game_session_queue_arns: Vec::new(),
+            notification_target: None,
+            backfill_mode: None,
+            additional_player_count: 0,
+            custom_event_data: None,
+            creation_time_ms: 0,
         }
     }
+}
+
+/// A stored rule set: its body as given, and parsed.
+#[derive(Debug, Clone)]
+pub struct StoredRuleSet {
+    pub name: String,
+    pub body: String,
+    pub parsed: Arc<RuleSet>,
+    pub creation_time_ms: i64,
 }
 
 #[derive(Debug, Clone)]
 struct EngineTicket {
     configuration_name: String,
     status: TicketStatus,
+    status_reason: Option<String>,
+    status_message: Option<String>,
     start_time_ms: i64,
+    end_time_ms: Option<i64>,
     players: Vec<Player>,
+    /// playerId → team, once in a match.
+    teams: BTreeMap<String, String>,
+    game_session: Option<GameSession>,
+}
+
+/// A match waiting for its players to accept.
+#[derive(Debug, Clone)]
+struct PendingMatch {
+    configuration_name: String,
+    ticket_ids: Vec<String>,
+    deadline_ms: i64,
+    accepted: BTreeSet<String>,
+    rejected: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
 struct EngineState {
-    configurations: HashMap<String, (MatchmakingConfiguration, Arc<RuleSet>)>,
+    rule_sets: BTreeMap<String, StoredRuleSet>,
+    configurations: BTreeMap<String, MatchmakingConfiguration>,
     tickets: HashMap<String, EngineTicket>,
+    pending: BTreeMap<String, PendingMatch>,
+}
+
+/// Why a GameLift request was refused, with GameLift's exception names.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GameLiftError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl GameLiftError {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "InvalidRequestException",
+            Self::NotFound(_) => "NotFoundException",
+        }
+    }
+}
+
+impl From<GameLiftError> for MatchmakerError {
+    fn from(e: GameLiftError) -> Self {
+        MatchmakerError::Rejected(e.to_string())
+    }
 }
 
 /// FlexMatch, locally. Safe to share; every operation is short and never awaits under its lock.
@@ -112,24 +201,143 @@ impl LocalFlexMatch {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds or replaces a matchmaking configuration with its rule set.
-    pub fn put_configuration(&self, configuration: MatchmakingConfiguration, rule_set: RuleSet) {
-        self.lock().configurations.insert(configuration.name.clone(), (configuration, Arc::new(rule_set)));
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     pub fn configuration_arn(&self, name: &str) -> String {
         format!("arn:aws:gamelift:{}:{}:matchmakingconfiguration/{name}", self.region, self.account)
     }
 
-    /// Resolves when a ticket arrives, so the cycle can run without waiting for its tick.
-    pub async fn ticket_arrived(&self) {
-        self.wake.notified().await;
+    pub fn rule_set_arn(&self, name: &str) -> String {
+        format!("arn:aws:gamelift:{}:{}:matchmakingruleset/{name}", self.region, self.account)
     }
 
-    /// The status of a ticket, as DescribeMatchmaking reports it.
-    pub fn ticket_status(&self, ticket_id: &str) -> Option<TicketStatus> {
-        self.lock().tickets.get(ticket_id).map(|t| t.status)
+    // --- rule sets -------------------------------------------------------------------------
+
+    /// CreateMatchmakingRuleSet. Rule sets are immutable, as in GameLift.
+    pub fn create_rule_set(&self, name: &str, body: &str) -> Result<StoredRuleSet, GameLiftError> {
+        valid_name(name)?;
+        let parsed =
+            RuleSet::parse(body).map_err(|e| GameLiftError::InvalidRequest(format!("Invalid rule set: {e}")))?;
+        let mut state = self.lock();
+        if state.rule_sets.contains_key(name) {
+            return Err(GameLiftError::InvalidRequest(format!("Rule set {name} already exists")));
+        }
+        let stored = StoredRuleSet {
+            name: name.to_owned(),
+            body: body.to_owned(),
+            parsed: Arc::new(parsed),
+            creation_time_ms: self.clock.now_ms(),
+        };
+        state.rule_sets.insert(name.to_owned(), stored.clone());
+        Ok(stored)
     }
+
+    /// DescribeMatchmakingRuleSets: all, or the named ones (every name must exist).
+    pub fn describe_rule_sets(&self, names: &[String]) -> Result<Vec<StoredRuleSet>, GameLiftError> {
+        let state = self.lock();
+        if names.is_empty() {
+            return Ok(state.rule_sets.values().cloned().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                let name = n.rsplit('/').next().unwrap_or(n);
+                state
+                    .rule_sets
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| GameLiftError::NotFound(format!("Rule set {n} not found")))
+            })
+            .collect()
+    }
+
+    /// DeleteMatchmakingRuleSet: refused while a configuration uses it.
+    pub fn delete_rule_set(&self, name: &str) -> Result<(), GameLiftError> {
+        let mut state = self.lock();
+        if !state.rule_sets.contains_key(name) {
+            return Err(GameLiftError::NotFound(format!("Rule set {name} not found")));
+        }
+        if let Some(c) = state.configurations.values().find(|c| c.rule_set_name == name) {
+            return Err(GameLiftError::InvalidRequest(format!("Rule set {name} is used by configuration {}", c.name)));
+        }
+        state.rule_sets.remove(name);
+        Ok(())
+    }
+
+    // --- configurations ----------------------------------------------------------------------
+
+    /// CreateMatchmakingConfiguration.
+    pub fn create_configuration(
+        &self,
+        mut configuration: MatchmakingConfiguration,
+    ) -> Result<MatchmakingConfiguration, GameLiftError> {
+        valid_name(&configuration.name)?;
+        configuration.rule_set_name =
+            configuration.rule_set_name.rsplit('/').next().unwrap_or(&configuration.rule_set_name).to_owned();
+        check_configuration(&configuration)?;
+        let mut state = self.lock();
+        if state.configurations.contains_key(&configuration.name) {
+            return Err(GameLiftError::InvalidRequest(format!("Configuration {} already exists", configuration.name)));
+        }
+        if !state.rule_sets.contains_key(&configuration.rule_set_name) {
+            return Err(GameLiftError::NotFound(format!("Rule set {} not found", configuration.rule_set_name)));
+        }
+        configuration.creation_time_ms = self.clock.now_ms();
+        state.configurations.insert(configuration.name.clone(), configuration.clone());
+        Ok(configuration)
+    }
+
+    /// DescribeMatchmakingConfigurations: all, the named ones, or those using a rule set.
+    pub fn describe_configurations(
+        &self,
+        names: &[String],
+        rule_set_name: Option<&str>,
+    ) -> Vec<MatchmakingConfiguration> {
+        let state = self.lock();
+        state
+            .configurations
+            .values()
+            .filter(|c| names.is_empty() || names.iter().any(|n| n.rsplit('/').next() == Some(c.name.as_str())))
+            .filter(|c| rule_set_name.is_none_or(|r| c.rule_set_name == r))
+            .cloned()
+            .collect()
+    }
+
+    /// UpdateMatchmakingConfiguration: `update` edits a copy; the result is validated first.
+    pub fn update_configuration(
+        &self,
+        name: &str,
+        update: impl FnOnce(&mut MatchmakingConfiguration),
+    ) -> Result<MatchmakingConfiguration, GameLiftError> {
+        let mut state = self.lock();
+        let mut configuration = state
+            .configurations
+            .get(name)
+            .cloned()
+            .ok_or_else(|| GameLiftError::NotFound(format!("Configuration {name} not found")))?;
+        update(&mut configuration);
+        configuration.name = name.to_owned();
+        check_configuration(&configuration)?;
+        if !state.rule_sets.contains_key(&configuration.rule_set_name) {
+            return Err(GameLiftError::NotFound(format!("Rule set {} not found", configuration.rule_set_name)));
+        }
+        state.configurations.insert(name.to_owned(), configuration.clone());
+        Ok(configuration)
+    }
+
+    /// DeleteMatchmakingConfiguration.
+    pub fn delete_configuration(&self, name: &str) -> Result<(), GameLiftError> {
+        let mut state = self.lock();
+        state
+            .configurations
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| GameLiftError::NotFound(format!("Configuration {name} not found")))
+    }
+
+    // --- tickets -----------------------------------------------------------------------------
 
     fn event(&self, configuration_name: &str, detail: MatchmakingEventDetail) -> MatchmakingEvent {
         MatchmakingEvent {
@@ -145,99 +353,259 @@ impl LocalFlexMatch {
         }
     }
 
-    fn publish(&self, configuration_name: &str, detail: MatchmakingEventDetail) {
+    fn publish(&self, configuration: &MatchmakingConfiguration, mut detail: MatchmakingEventDetail) {
+        if detail.event_type == E::MatchmakingFailed || detail.event_type == E::MatchmakingSucceeded {
+            detail.custom_event_data.clone_from(&configuration.custom_event_data);
+        }
         // The receiver lives as long as the stack; after shutdown there is no one to tell.
-        let _ = self.events.send(self.event(configuration_name, detail));
+        let _ = self.events.send(self.event(&configuration.name, detail));
     }
 
     /// StartMatchmaking.
-    pub fn start(&self, request: StartMatchmakingRequest) -> Result<(), MatchmakerError> {
+    pub fn start(&self, request: StartMatchmakingRequest) -> Result<(), GameLiftError> {
         if request.players.is_empty() || request.players.len() > MAX_PLAYERS_PER_TICKET {
-            return Err(MatchmakerError::Rejected(format!("a ticket holds 1 to {MAX_PLAYERS_PER_TICKET} players")));
+            return Err(GameLiftError::InvalidRequest(format!("A ticket holds 1 to {MAX_PLAYERS_PER_TICKET} players")));
         }
+        let ids: BTreeSet<&str> = request.players.iter().map(|p| p.player_id.as_str()).collect();
+        if ids.len() != request.players.len() {
+            return Err(GameLiftError::InvalidRequest("Player IDs in a ticket must be unique".into()));
+        }
+        valid_ticket_id(&request.ticket_id)?;
         let now = self.clock.now_ms();
-        let detail = {
-            let mut state = self.lock();
-            let Some((_, rule_set)) = state.configurations.get(&request.configuration_name) else {
-                return Err(MatchmakerError::Rejected(format!(
-                    "matchmaking configuration {:?} not found",
-                    request.configuration_name
-                )));
+        let mut state = self.lock();
+        let configuration = state.configurations.get(&request.configuration_name).cloned().ok_or_else(|| {
+            GameLiftError::NotFound(format!("Matchmaking configuration {} not found", request.configuration_name))
+        })?;
+        let rule_set =
+            state.rule_sets.get(&configuration.rule_set_name).map(|r| Arc::clone(&r.parsed)).ok_or_else(|| {
+                GameLiftError::NotFound(format!("Rule set {} not found", configuration.rule_set_name))
+            })?;
+        if state.tickets.contains_key(&request.ticket_id) {
+            return Err(GameLiftError::InvalidRequest(format!("Ticket {} already exists", request.ticket_id)));
+        }
+        let mut players = Vec::with_capacity(request.players.len());
+        for p in request.players {
+            let mut player = Player {
+                player_id: p.player_id,
+                attributes: p.attributes.into_iter().map(|(k, v)| (k, attribute(v))).collect(),
+                latency_in_ms: p.latency_in_ms,
             };
-            if state.tickets.contains_key(&request.ticket_id) {
-                return Err(MatchmakerError::Rejected(format!("ticket {} already exists", request.ticket_id)));
-            }
-            let players: Vec<Player> = request
-                .players
-                .into_iter()
-                .map(|p| {
-                    let mut player = Player {
-                        player_id: p.player_id,
-                        attributes: p.attributes.into_iter().map(|(k, v)| (k, attribute(v))).collect(),
-                        latency_in_ms: p.latency_in_ms,
-                    };
-                    rule_set.apply_defaults(&mut player);
-                    player
-                })
-                .collect();
-            let ticket = EngineTicket {
-                configuration_name: request.configuration_name.clone(),
-                status: TicketStatus::Searching,
-                start_time_ms: now,
-                players,
-            };
-            let detail = detail_for(E::MatchmakingSearching, &[(&request.ticket_id, &ticket)], None);
-            state.tickets.insert(request.ticket_id.clone(), ticket);
-            detail
+            rule_set.apply_defaults(&mut player);
+            rule_set
+                .check_player(&player)
+                .map_err(|reason| GameLiftError::InvalidRequest(format!("Player {}: {reason}", player.player_id)))?;
+            players.push(player);
+        }
+        let ticket = EngineTicket {
+            configuration_name: configuration.name.clone(),
+            status: TicketStatus::Searching,
+            status_reason: None,
+            status_message: None,
+            start_time_ms: now,
+            end_time_ms: None,
+            players,
+            teams: BTreeMap::new(),
+            game_session: None,
         };
-        let mut detail = detail;
+        let mut detail = detail_for(E::MatchmakingSearching, &[(&request.ticket_id, &ticket)]);
         detail.estimated_wait_millis = Some(serde_json::Value::String("NOT_AVAILABLE".into()));
-        self.publish(&request.configuration_name, detail);
+        state.tickets.insert(request.ticket_id.clone(), ticket);
+        self.publish(&configuration, detail);
+        drop(state);
         self.wake.notify_one();
         Ok(())
     }
 
-    /// StopMatchmaking: a ticket that has not been placed yet is cancelled.
-    pub fn stop(&self, ticket_id: &str) -> Result<(), MatchmakerError> {
+    /// StopMatchmaking: a ticket that has not been placed yet is cancelled; stopping an ended
+    /// ticket changes nothing.
+    pub fn stop(&self, ticket_id: &str) -> Result<(), GameLiftError> {
+        let now = self.clock.now_ms();
         let mut state = self.lock();
-        let Some(ticket) = state.tickets.get_mut(ticket_id) else {
-            return Err(MatchmakerError::Rejected(format!("ticket {ticket_id} not found")));
-        };
+        let ticket = state
+            .tickets
+            .get(ticket_id)
+            .ok_or_else(|| GameLiftError::NotFound(format!("Ticket {ticket_id} not found")))?;
         if ticket.status.is_terminal() || ticket.status == TicketStatus::Placing {
             return Ok(());
         }
-        ticket.status = TicketStatus::Cancelled;
-        let ticket = ticket.clone();
-        let mut detail = detail_for(E::MatchmakingCancelled, &[(ticket_id, &ticket)], None);
-        detail.reason = Some("Cancelled".into());
-        detail.message = Some("Cancelled by request.".into());
-        self.publish(&ticket.configuration_name, detail);
+        let pending =
+            state.pending.iter().find(|(_, p)| p.ticket_ids.iter().any(|t| t == ticket_id)).map(|(m, _)| m.clone());
+        if let Some(match_id) = pending {
+            // A ticket leaving a proposed match drops it, as a rejection would.
+            let players = state_players(&state.tickets, ticket_id);
+            if let Some(p) = state.pending.get_mut(&match_id) {
+                p.rejected.extend(players);
+            }
+            self.settle_pending(&mut state, &match_id, "Rejected", now);
+        }
+        self.end_ticket(&mut state, ticket_id, TicketStatus::Cancelled, "Cancelled", "Cancelled by request.", now);
         Ok(())
     }
 
-    /// One matchmaking cycle at `now_ms`: time out old tickets, then form and place matches.
-    pub fn cycle(&self, now_ms: i64) {
+    fn end_ticket(
+        &self,
+        state: &mut EngineState,
+        ticket_id: &str,
+        status: TicketStatus,
+        reason: &str,
+        message: &str,
+        now: i64,
+    ) {
+        let Some(ticket) = state.tickets.get_mut(ticket_id) else { return };
+        if ticket.status.is_terminal() {
+            return;
+        }
+        ticket.status = status;
+        ticket.status_reason = Some(reason.to_owned());
+        ticket.status_message = Some(message.to_owned());
+        ticket.end_time_ms = Some(now);
+        let ticket = ticket.clone();
+        let event_type = match status {
+            TicketStatus::TimedOut => E::MatchmakingTimedOut,
+            TicketStatus::Failed => E::MatchmakingFailed,
+            _ => E::MatchmakingCancelled,
+        };
+        let mut detail = detail_for(event_type, &[(ticket_id, &ticket)]);
+        detail.reason = Some(reason.to_owned());
+        detail.message = Some(message.to_owned());
+        if let Some(configuration) = state.configurations.get(&ticket.configuration_name) {
+            self.publish(configuration, detail);
+        }
+    }
+
+    /// AcceptMatch for some players of a ticket.
+    pub fn accept(&self, ticket_id: &str, player_ids: &[String], accept: bool) -> Result<(), GameLiftError> {
+        let now = self.clock.now_ms();
         let mut state = self.lock();
-        let mut timed_out = Vec::new();
-        let EngineState { configurations, tickets } = &mut *state;
-        for (id, ticket) in tickets.iter_mut() {
-            let searching = matches!(ticket.status, TicketStatus::Queued | TicketStatus::Searching);
-            let timeout_ms = state_timeout(configurations, &ticket.configuration_name);
-            if searching && now_ms - ticket.start_time_ms >= timeout_ms {
-                ticket.status = TicketStatus::TimedOut;
-                timed_out.push((id.clone(), ticket.clone()));
+        let ticket = state
+            .tickets
+            .get(ticket_id)
+            .ok_or_else(|| GameLiftError::NotFound(format!("Ticket {ticket_id} not found")))?;
+        if ticket.status != TicketStatus::RequiresAcceptance {
+            return Err(GameLiftError::InvalidRequest(format!(
+                "Ticket {ticket_id} is {}, not REQUIRES_ACCEPTANCE",
+                ticket.status.as_str()
+            )));
+        }
+        if let Some(p) = player_ids.iter().find(|p| !ticket.players.iter().any(|q| q.player_id == **p)) {
+            return Err(GameLiftError::InvalidRequest(format!("Player {p} is not in ticket {ticket_id}")));
+        }
+        let Some(match_id) =
+            state.pending.iter().find(|(_, p)| p.ticket_ids.iter().any(|t| t == ticket_id)).map(|(m, _)| m.clone())
+        else {
+            return Err(GameLiftError::InvalidRequest(format!("Ticket {ticket_id} has no proposed match")));
+        };
+        let pending = state.pending.get_mut(&match_id).expect("found above");
+        for p in player_ids {
+            if accept {
+                pending.accepted.insert(p.clone());
+            } else {
+                pending.rejected.insert(p.clone());
             }
         }
-        for (id, ticket) in &timed_out {
-            let mut detail = detail_for(E::MatchmakingTimedOut, &[(id, ticket)], None);
-            detail.reason = Some("TimedOut".into());
-            detail.message = Some("Removed from matchmaking due to timing out.".into());
-            self.publish(&ticket.configuration_name, detail);
+        let pending = pending.clone();
+        // AcceptMatch: each player's acceptance so far.
+        let refs: Vec<(String, EngineTicket)> =
+            pending.ticket_ids.iter().filter_map(|id| state.tickets.get(id).map(|t| (id.clone(), t.clone()))).collect();
+        let mut detail = detail_for(E::AcceptMatch, &as_refs(&refs));
+        detail.match_id = Some(match_id.clone());
+        for player in detail.tickets.iter_mut().flat_map(|t| t.players.iter_mut()) {
+            player.accepted = Some(pending.accepted.contains(&player.player_id));
         }
+        if let Some(configuration) = state.configurations.get(&pending.configuration_name).cloned() {
+            self.publish(&configuration, detail);
+        }
+        let everyone: usize = refs.iter().map(|(_, t)| t.players.len()).sum();
+        if !pending.rejected.is_empty() {
+            self.settle_pending(&mut state, &match_id, "Rejected", now);
+        } else if pending.accepted.len() == everyone {
+            self.settle_pending(&mut state, &match_id, "Accepted", now);
+        }
+        Ok(())
+    }
 
-        let configurations: Vec<(MatchmakingConfiguration, Arc<RuleSet>)> =
-            state.configurations.values().cloned().collect();
-        for (configuration, rule_set) in configurations {
+    /// Ends a proposed match: placed when accepted; otherwise tickets whose players all accepted
+    /// (or, on a rejection, had not answered yet) search again and the others are cancelled.
+    fn settle_pending(&self, state: &mut EngineState, match_id: &str, acceptance: &str, now: i64) {
+        let Some(pending) = state.pending.remove(match_id) else { return };
+        let Some(configuration) = state.configurations.get(&pending.configuration_name).cloned() else { return };
+        let refs: Vec<(String, EngineTicket)> =
+            pending.ticket_ids.iter().filter_map(|id| state.tickets.get(id).map(|t| (id.clone(), t.clone()))).collect();
+        let mut completed = detail_for(E::AcceptMatchCompleted, &as_refs(&refs));
+        completed.match_id = Some(match_id.to_owned());
+        completed.acceptance = Some(acceptance.to_owned());
+        self.publish(&configuration, completed);
+        if acceptance == "Accepted" {
+            self.place(state, &configuration, match_id, &pending.ticket_ids);
+            return;
+        }
+        for (id, ticket) in &refs {
+            let ids = ticket.players.iter().map(|p| &p.player_id);
+            let keeps_searching = if acceptance == "Rejected" {
+                !ticket.players.iter().any(|p| pending.rejected.contains(&p.player_id))
+            } else {
+                ids.clone().all(|p| pending.accepted.contains(p))
+            };
+            if keeps_searching {
+                if let Some(t) = state.tickets.get_mut(id) {
+                    t.status = TicketStatus::Searching;
+                    t.teams.clear();
+                    let t = t.clone();
+                    self.publish(&configuration, detail_for(E::MatchmakingSearching, &[(id, &t)]));
+                }
+            } else {
+                let message = if acceptance == "Rejected" {
+                    "A player rejected the match."
+                } else {
+                    "A player did not accept the match in time."
+                };
+                self.end_ticket(state, id, TicketStatus::Cancelled, "AcceptanceFailed", message, now);
+            }
+        }
+    }
+
+    /// One matchmaking cycle at `now_ms`: time out old tickets and unanswered matches, then form
+    /// and place matches.
+    pub fn cycle(&self, now_ms: i64) {
+        let mut state = self.lock();
+        let overdue: Vec<String> =
+            state.pending.iter().filter(|(_, p)| p.deadline_ms <= now_ms).map(|(m, _)| m.clone()).collect();
+        for match_id in overdue {
+            self.settle_pending(&mut state, &match_id, "TimedOut", now_ms);
+        }
+        let timed_out: Vec<String> = state
+            .tickets
+            .iter()
+            .filter(|(_, t)| matches!(t.status, TicketStatus::Queued | TicketStatus::Searching))
+            .filter(|(_, t)| {
+                let timeout_ms = state
+                    .configurations
+                    .get(&t.configuration_name)
+                    .map(|c| i64::from(c.request_timeout_seconds) * 1000)
+                    .unwrap_or(i64::MAX);
+                now_ms - t.start_time_ms >= timeout_ms
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in timed_out {
+            self.end_ticket(
+                &mut state,
+                &id,
+                TicketStatus::TimedOut,
+                "TimedOut",
+                "Removed from matchmaking due to timing out.",
+                now_ms,
+            );
+        }
+        // Forget ended tickets GameLift would no longer describe.
+        state.tickets.retain(|_, t| t.end_time_ms.is_none_or(|end| now_ms - end < ENDED_TICKET_RETENTION_MS));
+
+        let configurations: Vec<MatchmakingConfiguration> = state.configurations.values().cloned().collect();
+        for configuration in configurations {
+            let Some(rule_set) = state.rule_sets.get(&configuration.rule_set_name).map(|r| Arc::clone(&r.parsed))
+            else {
+                continue;
+            };
             let mut pool: Vec<Ticket> = state
                 .tickets
                 .iter()
@@ -254,7 +622,7 @@ impl LocalFlexMatch {
             // Arrival order; ties broken by ID so a cycle is deterministic.
             pool.sort_by(|a, b| a.start_time_ms.cmp(&b.start_time_ms).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
             for proposed in rule_set.find_matches(&pool, now_ms.max(0) as u64) {
-                self.form_match(&mut state, &configuration, proposed);
+                self.form_match(&mut state, &configuration, proposed, now_ms);
             }
         }
     }
@@ -264,65 +632,150 @@ impl LocalFlexMatch {
         state: &mut EngineState,
         configuration: &MatchmakingConfiguration,
         proposed: matchgate_flexmatch::ProposedMatch,
+        now_ms: i64,
     ) {
-        let team_of: BTreeMap<&str, &str> = proposed
-            .teams
-            .iter()
-            .flat_map(|t| t.player_ids.iter().map(move |p| (p.as_str(), t.name.as_str())))
-            .collect();
-        let mut tickets: Vec<(String, EngineTicket)> = Vec::new();
         for id in &proposed.ticket_ids {
             // The engine proposes disjoint matches over searching tickets only; anything else
             // would put a ticket in two matches, so it is refused here as well.
-            match state.tickets.get(id) {
-                Some(t) if t.status == TicketStatus::Searching => tickets.push((id.clone(), t.clone())),
-                _ => {
-                    tracing::error!(
-                        ticket_id = id,
-                        "rule engine proposed a ticket that is not searching; match dropped"
-                    );
-                    return;
-                }
+            if state.tickets.get(id).is_none_or(|t| t.status != TicketStatus::Searching) {
+                tracing::error!(ticket_id = id, "rule engine proposed a ticket that is not searching; match dropped");
+                return;
             }
         }
         let match_id = uuid::Uuid::new_v4().to_string();
-        let metrics: Vec<RuleEvaluationMetric> = proposed
-            .rule_evaluation_metrics
-            .iter()
-            .map(|m| RuleEvaluationMetric {
-                rule_name: m.rule_name.clone(),
-                passed_count: m.passed_count,
-                failed_count: m.failed_count,
-            })
-            .collect();
-        let refs: Vec<(&str, &EngineTicket)> = tickets.iter().map(|(id, t)| (id.as_str(), t)).collect();
-        let seats = Seats { teams: &team_of, sessions: None };
-        let mut created = detail_for(E::PotentialMatchCreated, &refs, Some(&seats));
-        created.match_id = Some(match_id.clone());
-        created.acceptance_required = Some(false);
-        created.rule_evaluation_metrics = Some(metrics);
-        self.publish(&configuration.name, created);
-
-        let players = tickets.iter().flat_map(|(_, t)| t.players.iter());
-        let (session, status) = match configuration.flex_match_mode {
-            FlexMatchMode::WithQueue => (Some(self.fleet.place(&self.region, players)), TicketStatus::Completed),
-            FlexMatchMode::Standalone => (None, TicketStatus::Completed),
-        };
-        for (id, _) in &tickets {
-            if let Some(t) = state.tickets.get_mut(id) {
-                t.status = status;
+        let next =
+            if configuration.acceptance_required { TicketStatus::RequiresAcceptance } else { TicketStatus::Placing };
+        for team in &proposed.teams {
+            for player_id in &team.player_ids {
+                for id in &proposed.ticket_ids {
+                    if let Some(t) = state.tickets.get_mut(id)
+                        && t.players.iter().any(|p| p.player_id == *player_id)
+                    {
+                        t.teams.insert(player_id.clone(), team.name.clone());
+                    }
+                }
             }
         }
-        let seats = Seats { teams: &team_of, sessions: session.as_ref() };
-        let mut succeeded = detail_for(E::MatchmakingSucceeded, &refs, Some(&seats));
-        succeeded.match_id = Some(match_id);
+        for id in &proposed.ticket_ids {
+            if let Some(t) = state.tickets.get_mut(id) {
+                t.status = next;
+            }
+        }
+        let refs: Vec<(String, EngineTicket)> = proposed
+            .ticket_ids
+            .iter()
+            .filter_map(|id| state.tickets.get(id).map(|t| (id.clone(), t.clone())))
+            .collect();
+        let mut created = detail_for(E::PotentialMatchCreated, &as_refs(&refs));
+        created.match_id = Some(match_id.clone());
+        created.acceptance_required = Some(configuration.acceptance_required);
+        if configuration.acceptance_required {
+            created.acceptance_timeout = Some(u64::from(configuration.acceptance_timeout_seconds));
+        }
+        created.rule_evaluation_metrics = Some(
+            proposed
+                .rule_evaluation_metrics
+                .iter()
+                .map(|m| RuleEvaluationMetric {
+                    rule_name: m.rule_name.clone(),
+                    passed_count: m.passed_count,
+                    failed_count: m.failed_count,
+                })
+                .collect(),
+        );
+        self.publish(configuration, created);
+        if configuration.acceptance_required {
+            state.pending.insert(
+                match_id,
+                PendingMatch {
+                    configuration_name: configuration.name.clone(),
+                    ticket_ids: proposed.ticket_ids,
+                    deadline_ms: now_ms + i64::from(configuration.acceptance_timeout_seconds) * 1000,
+                    accepted: BTreeSet::new(),
+                    rejected: BTreeSet::new(),
+                },
+            );
+            return;
+        }
+        self.place(state, configuration, &match_id, &proposed.ticket_ids);
+    }
+
+    /// Places a match (WITH_QUEUE) or just reports it (STANDALONE), and completes its tickets.
+    fn place(
+        &self,
+        state: &mut EngineState,
+        configuration: &MatchmakingConfiguration,
+        match_id: &str,
+        ticket_ids: &[String],
+    ) {
+        let session = match configuration.flex_match_mode {
+            FlexMatchMode::WithQueue => {
+                let tickets: Vec<Ticket> = ticket_ids
+                    .iter()
+                    .filter_map(|id| {
+                        state.tickets.get(id).map(|t| Ticket {
+                            ticket_id: id.clone(),
+                            start_time_ms: t.start_time_ms.max(0) as u64,
+                            players: t.players.clone(),
+                        })
+                    })
+                    .collect();
+                let regions = state
+                    .rule_sets
+                    .get(&configuration.rule_set_name)
+                    .map(|r| r.parsed.acceptable_regions(&tickets, self.clock.now_ms().max(0) as u64))
+                    .unwrap_or_default();
+                let players: Vec<&Player> = tickets.iter().flat_map(|t| t.players.iter()).collect();
+                Some(self.fleet.place(&self.region, &regions, players.iter().copied()))
+            }
+            FlexMatchMode::Standalone => None,
+        };
+        let now = self.clock.now_ms();
+        for id in ticket_ids {
+            if let Some(t) = state.tickets.get_mut(id) {
+                t.status = TicketStatus::Completed;
+                t.end_time_ms = Some(now);
+                t.game_session.clone_from(&session);
+            }
+        }
+        let refs: Vec<(String, EngineTicket)> =
+            ticket_ids.iter().filter_map(|id| state.tickets.get(id).map(|t| (id.clone(), t.clone()))).collect();
+        let mut succeeded = detail_for(E::MatchmakingSucceeded, &as_refs(&refs));
+        succeeded.match_id = Some(match_id.to_owned());
         if let (Some(session), Some(info)) = (&session, succeeded.game_session_info.as_mut()) {
             info.game_session_arn = Some(session.game_session_arn.clone());
             info.ip_address = Some(session.ip_address.clone());
             info.dns_name = Some(session.dns_name.clone());
             info.port = Some(session.port);
         }
-        self.publish(&configuration.name, succeeded);
+        self.publish(configuration, succeeded);
+    }
+
+    /// DescribeMatchmaking for up to ten tickets; unknown ones are left out, as GameLift does.
+    pub fn describe(&self, ticket_ids: &[String]) -> Result<Vec<DescribedTicket>, GameLiftError> {
+        if ticket_ids.len() > MAX_DESCRIBE_TICKETS {
+            return Err(GameLiftError::InvalidRequest(format!("At most {MAX_DESCRIBE_TICKETS} ticket IDs")));
+        }
+        let state = self.lock();
+        Ok(ticket_ids
+            .iter()
+            .filter_map(|id| {
+                let t = state.tickets.get(id)?;
+                Some(DescribedTicket {
+                    ticket_id: id.clone(),
+                    configuration_name: t.configuration_name.clone(),
+                    configuration_arn: self.configuration_arn(&t.configuration_name),
+                    status: t.status,
+                    status_reason: t.status_reason.clone(),
+                    status_message: t.status_message.clone(),
+                    start_time_ms: t.start_time_ms,
+                    end_time_ms: t.end_time_ms,
+                    players: t.players.clone(),
+                    teams: t.teams.clone(),
+                    game_session: t.game_session.clone(),
+                })
+            })
+            .collect())
     }
 
     /// Runs the matchmaking cycle every `interval`, and soon after a ticket arrives, until the
@@ -335,7 +788,7 @@ impl LocalFlexMatch {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    () = engine.ticket_arrived() => {
+                    () = engine.wake.notified() => {
                         // Let tickets that arrive together be matched together.
                         tokio::time::sleep(interval / 4).await;
                     }
@@ -346,21 +799,61 @@ impl LocalFlexMatch {
     }
 }
 
-fn state_timeout(configurations: &HashMap<String, (MatchmakingConfiguration, Arc<RuleSet>)>, name: &str) -> i64 {
-    configurations.get(name).map(|(c, _)| i64::from(c.request_timeout_seconds) * 1000).unwrap_or(i64::MAX)
+/// A ticket as DescribeMatchmaking reports it.
+#[derive(Debug, Clone)]
+pub struct DescribedTicket {
+    pub ticket_id: String,
+    pub configuration_name: String,
+    pub configuration_arn: String,
+    pub status: TicketStatus,
+    pub status_reason: Option<String>,
+    pub status_message: Option<String>,
+    pub start_time_ms: i64,
+    pub end_time_ms: Option<i64>,
+    pub players: Vec<Player>,
+    pub teams: BTreeMap<String, String>,
+    pub game_session: Option<GameSession>,
 }
 
-/// Who sits where in a match, for the events that say so.
-struct Seats<'a> {
-    teams: &'a BTreeMap<&'a str, &'a str>,
-    sessions: Option<&'a GameSession>,
+fn state_players(tickets: &HashMap<String, EngineTicket>, ticket_id: &str) -> Vec<String> {
+    tickets.get(ticket_id).map(|t| t.players.iter().map(|p| p.player_id.clone()).collect()).unwrap_or_default()
 }
 
-fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)], seats: Option<&Seats<'_>>) -> MatchmakingEventDetail {
-    let seat = |player_id: &str| EventPlayer {
+fn as_refs(tickets: &[(String, EngineTicket)]) -> Vec<(&str, &EngineTicket)> {
+    tickets.iter().map(|(id, t)| (id.as_str(), t)).collect()
+}
+
+/// GameLift names: letters, digits, `-` and `.`, up to 128.
+fn valid_name(name: &str) -> Result<(), GameLiftError> {
+    if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err(GameLiftError::InvalidRequest(format!("Invalid name {name:?}")));
+    }
+    Ok(())
+}
+
+fn valid_ticket_id(id: &str) -> Result<(), GameLiftError> {
+    valid_name(id).map_err(|_| GameLiftError::InvalidRequest(format!("Invalid ticket ID {id:?}")))
+}
+
+fn check_configuration(c: &MatchmakingConfiguration) -> Result<(), GameLiftError> {
+    if !(1..=43_200).contains(&c.request_timeout_seconds) {
+        return Err(GameLiftError::InvalidRequest("RequestTimeoutSeconds must be 1-43200".into()));
+    }
+    if c.acceptance_required && !(1..=600).contains(&c.acceptance_timeout_seconds) {
+        return Err(GameLiftError::InvalidRequest("AcceptanceTimeoutSeconds must be 1-600".into()));
+    }
+    if c.flex_match_mode == FlexMatchMode::WithQueue && c.game_session_queue_arns.is_empty() {
+        // Locally the simulated fleet stands in for any queue; GameLift would require one.
+        tracing::debug!(configuration = c.name, "WITH_QUEUE without a queue ARN: placing on the simulated fleet");
+    }
+    Ok(())
+}
+
+fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)]) -> MatchmakingEventDetail {
+    let seat = |t: &EngineTicket, player_id: &str| EventPlayer {
         player_id: player_id.to_owned(),
-        team: seats.and_then(|s| s.teams.get(player_id)).map(|t| (*t).to_owned()),
-        player_session_id: seats.and_then(|s| s.sessions).and_then(|g| g.player_sessions.get(player_id)).cloned(),
+        team: t.teams.get(player_id).cloned(),
+        player_session_id: t.game_session.as_ref().and_then(|g| g.player_sessions.get(player_id)).cloned(),
         accepted: None,
     };
     MatchmakingEventDetail {
@@ -370,12 +863,12 @@ fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)], seats: Option<&S
             .map(|(id, t)| EventTicket {
                 ticket_id: (*id).to_owned(),
                 start_time: Some(iso8601(t.start_time_ms)),
-                players: t.players.iter().map(|p| seat(&p.player_id)).collect(),
+                players: t.players.iter().map(|p| seat(t, &p.player_id)).collect(),
             })
             .collect(),
         match_id: None,
         game_session_info: Some(GameSessionInfo {
-            players: tickets.iter().flat_map(|(_, t)| t.players.iter().map(|p| seat(&p.player_id))).collect(),
+            players: tickets.iter().flat_map(|(_, t)| t.players.iter().map(|p| seat(t, &p.player_id))).collect(),
             ..GameSessionInfo::default()
         }),
         estimated_wait_millis: None,
@@ -389,7 +882,7 @@ fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)], seats: Option<&S
     }
 }
 
-fn attribute(value: ports::AttributeValue) -> AttributeValue {
+pub(crate) fn attribute(value: ports::AttributeValue) -> AttributeValue {
     match value {
         ports::AttributeValue::S(s) => AttributeValue::S(s),
         ports::AttributeValue::N(n) => AttributeValue::N(n),
@@ -402,19 +895,49 @@ fn attribute(value: ports::AttributeValue) -> AttributeValue {
 #[async_trait]
 impl ports::Matchmaker for LocalFlexMatch {
     async fn start_matchmaking(&self, request: StartMatchmakingRequest) -> Result<(), MatchmakerError> {
-        self.start(request)
+        Ok(self.start(request)?)
     }
 
     async fn stop_matchmaking(&self, ticket_id: &str) -> Result<(), MatchmakerError> {
-        self.stop(ticket_id)
+        Ok(self.stop(ticket_id)?)
     }
 
-    async fn accept_match(
-        &self,
-        ticket_id: &str,
-        _player_ids: &[String],
-        _accept: bool,
-    ) -> Result<(), MatchmakerError> {
-        Err(MatchmakerError::Rejected(format!("ticket {ticket_id} is not waiting for acceptance")))
+    async fn accept_match(&self, ticket_id: &str, player_ids: &[String], accept: bool) -> Result<(), MatchmakerError> {
+        Ok(self.accept(ticket_id, player_ids, accept)?)
+    }
+
+    async fn describe_matchmaking(&self, ticket_ids: &[String]) -> Result<Vec<TicketDescription>, MatchmakerError> {
+        Ok(self.describe(ticket_ids)?.into_iter().map(DescribedTicket::into_description).collect())
+    }
+}
+
+impl DescribedTicket {
+    /// The handlers' port type.
+    pub fn into_description(self) -> TicketDescription {
+        TicketDescription {
+            ticket_id: self.ticket_id,
+            status: self.status,
+            status_reason: self.status_reason,
+            status_message: self.status_message,
+            players: self
+                .players
+                .iter()
+                .map(|p| ports::DescribedPlayer {
+                    player_id: p.player_id.clone(),
+                    team: self.teams.get(&p.player_id).cloned(),
+                    player_session_id: self
+                        .game_session
+                        .as_ref()
+                        .and_then(|g| g.player_sessions.get(&p.player_id))
+                        .cloned(),
+                })
+                .collect(),
+            game_session: self.game_session.map(|g| ports::DescribedGameSession {
+                game_session_arn: g.game_session_arn,
+                ip_address: g.ip_address,
+                dns_name: g.dns_name,
+                port: g.port,
+            }),
+        }
     }
 }

@@ -5,5 +5,5 @@ pub mod engine;
 pub mod placement;
 pub mod sns;
 
-pub use engine::{FlexMatchMode, LocalFlexMatch, MatchmakingConfiguration};
+pub use engine::{DescribedTicket, FlexMatchMode, GameLiftError, LocalFlexMatch, MatchmakingConfiguration};
 pub use placement::{Fleet, FleetConfig};

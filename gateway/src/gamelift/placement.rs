@@ -74,9 +74,19 @@ impl Fleet {
             .unwrap_or_else(|| self.config.locations.first().cloned().unwrap_or_else(|| "local".into()))
     }
 
-    /// Creates a game session for these players, with one player session each.
-    pub fn place<'a>(&self, region: &str, players: impl Iterator<Item = &'a Player> + Clone) -> GameSession {
-        let location = self.choose_location(players.clone());
+    /// Creates a game session for these players, with one player session each. `preferred` are
+    /// the regions the rule set accepts, best first; the first the fleet has wins.
+    pub fn place<'a>(
+        &self,
+        region: &str,
+        preferred: &[String],
+        players: impl Iterator<Item = &'a Player> + Clone,
+    ) -> GameSession {
+        let location = preferred
+            .iter()
+            .find(|r| self.config.locations.contains(r))
+            .cloned()
+            .unwrap_or_else(|| self.choose_location(players.clone()));
         let port = {
             let mut next = self.next_port.lock().unwrap_or_else(|p| p.into_inner());
             let port = *next;
@@ -121,17 +131,20 @@ mod tests {
         // A location a player did not report is never chosen over one all reported.
         let c = player("c", &[("eu-west-1", 10)]);
         assert_eq!(fleet.choose_location([&a, &c].into_iter()), "eu-west-1");
+        // The rule set's acceptable regions come first.
+        let placed = fleet.place("us-east-1", &["ap-south-1".into(), "eu-west-1".into()], [&a, &b].into_iter());
+        assert_eq!(placed.location, "eu-west-1");
     }
 
     #[test]
     fn every_player_gets_a_distinct_session_and_ports_rotate() {
         let fleet = Fleet::new(FleetConfig { port_range: (7000, 7001), ..FleetConfig::default() });
         let players = [player("a", &[]), player("b", &[])];
-        let first = fleet.place("us-east-1", players.iter());
+        let first = fleet.place("us-east-1", &[], players.iter());
         assert_eq!(first.player_sessions.len(), 2);
         assert_ne!(first.player_sessions["a"], first.player_sessions["b"]);
         assert_eq!(first.port, 7000);
-        assert_eq!(fleet.place("us-east-1", players.iter()).port, 7001);
-        assert_eq!(fleet.place("us-east-1", players.iter()).port, 7000);
+        assert_eq!(fleet.place("us-east-1", &[], players.iter()).port, 7001);
+        assert_eq!(fleet.place("us-east-1", &[], players.iter()).port, 7000);
     }
 }

@@ -29,7 +29,7 @@ impl Caller {
         let ctx = &req.request_context;
         let connection_id = ctx.connection_id.clone().ok_or(HandlerError::BadEvent("no connectionId".into()))?;
         let auth = &ctx.authorizer;
-        let field = |name: &str| auth.other.get(name).or_else(|| auth.fields.get(name)).and_then(|v| v.as_str());
+        let field = |name: &str| auth.fields.get(name).and_then(|v| v.as_str());
         let player_id = field("playerId").filter(|p| !p.is_empty()).ok_or(HandlerError::Unauthenticated)?.to_owned();
         let role = field("role").and_then(Role::parse).unwrap_or(Role::Player);
         Ok(Self { connection_id, player_id, role })
