@@ -142,6 +142,7 @@ impl Stack {
         let app = Router::new()
             .route("/health", get(|| async { "ok" }))
             .merge(apigw::management_routes(Arc::clone(&gateway)))
+            .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
