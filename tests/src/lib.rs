@@ -167,3 +167,4 @@ pub async fn status_until(client: &mut Client, ticket_id: &str, done: impl Fn(&P
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+pub mod dynamodb_local;

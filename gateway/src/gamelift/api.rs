@@ -316,7 +316,7 @@ fn start_matchmaking(engine: &LocalFlexMatch, body: &Value) -> ApiResult {
         players,
     })?;
     let described = engine.describe(std::slice::from_ref(&ticket_id))?;
-    let ticket = described.first().map(|t| ticket_json(t)).unwrap_or(Value::Null);
+    let ticket = described.first().map(ticket_json).unwrap_or(Value::Null);
     Ok(json!({ "MatchmakingTicket": ticket }))
 }
 
@@ -329,7 +329,7 @@ struct DescribeInput {
 fn describe_matchmaking(engine: &LocalFlexMatch, body: &Value) -> ApiResult {
     let input: DescribeInput = parse(body)?;
     let tickets = engine.describe(&input.ticket_ids)?;
-    Ok(json!({ "TicketList": tickets.iter().map(|t| ticket_json(t)).collect::<Vec<_>>() }))
+    Ok(json!({ "TicketList": tickets.iter().map(ticket_json).collect::<Vec<_>>() }))
 }
 
 #[derive(Deserialize)]
@@ -457,13 +457,13 @@ impl ConfigurationInput {
         if let Some(v) = self.game_session_queue_arns.clone() {
             c.game_session_queue_arns = v;
         }
-        if let Some(v) = self.request_timeout_seconds.clone() {
+        if let Some(v) = self.request_timeout_seconds {
             c.request_timeout_seconds = v;
         }
-        if let Some(v) = self.acceptance_timeout_seconds.clone() {
+        if let Some(v) = self.acceptance_timeout_seconds {
             c.acceptance_timeout_seconds = v;
         }
-        if let Some(v) = self.acceptance_required.clone() {
+        if let Some(v) = self.acceptance_required {
             c.acceptance_required = v;
         }
         if let Some(v) = self.rule_set_name.clone() {
@@ -472,7 +472,7 @@ impl ConfigurationInput {
         if let Some(v) = self.notification_target.clone() {
             c.notification_target = Some(v);
         }
-        if let Some(v) = self.additional_player_count.clone() {
+        if let Some(v) = self.additional_player_count {
             c.additional_player_count = v;
         }
         if let Some(v) = self.custom_event_data.clone() {

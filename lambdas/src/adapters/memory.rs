@@ -83,13 +83,17 @@ impl PlayerStore for MemoryPlayers {
     }
 
     async fn claim_ticket(&self, player_id: &str, expected: Option<&str>, new: &str) -> Result<(), StoreError> {
-        self.with_row(player_id, |row| {
-            if row.active_ticket_id.as_deref() != expected {
-                return Err(StoreError::ConditionFailed);
-            }
-            row.active_ticket_id = Some(new.to_owned());
-            Ok(())
-        })
+        let mut rows = lock(&self.rows);
+        let current = rows.get(player_id).and_then(|r| r.active_ticket_id.as_deref());
+        if current != expected {
+            // A failed claim writes nothing, as a failed conditional UpdateItem does.
+            return Err(StoreError::ConditionFailed);
+        }
+        let row = rows
+            .entry(player_id.to_owned())
+            .or_insert_with(|| PlayerRecord { player_id: player_id.to_owned(), ..PlayerRecord::default() });
+        row.active_ticket_id = Some(new.to_owned());
+        Ok(())
     }
 }
 
