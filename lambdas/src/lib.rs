@@ -10,6 +10,7 @@ pub mod deps;
 pub mod error;
 pub mod handlers;
 pub mod ports;
+pub mod runtime;
 
 pub use deps::{Deps, Settings};
 pub use error::HandlerError;

@@ -95,6 +95,11 @@ pub struct TicketRecord {
     /// milliseconds). `None` once the ticket has ended.
     #[serde(default)]
     pub backstop_due_at: Option<i64>,
+    /// When the ticket's players all went away while it was live (epoch milliseconds); after the
+    /// disconnect grace the backstop stops it. Cleared by nothing: the backstop checks whether
+    /// a player has come back before it stops anything.
+    #[serde(default)]
+    pub disconnected_at: Option<i64>,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: i64,
 }

@@ -135,7 +135,10 @@ impl TicketState {
             E::AcceptMatch => match self.status {
                 // Each AcceptMatch reports a new acceptance; the caller dedupes redeliveries of
                 // the same event by its ID.
-                S::RequiresAcceptance if self.match_id.as_deref() == match_id => Transition::Advance(self.clone()),
+                // A match learned by polling has no ID yet; the first event naming one settles it.
+                S::RequiresAcceptance if self.match_id.is_none() || self.match_id.as_deref() == match_id => {
+                    Transition::Advance(Self { match_id: match_id.map(str::to_owned), ..self.clone() })
+                }
                 _ => Transition::Ignore("not waiting for acceptance of this match"),
             },
             E::AcceptMatchCompleted => {

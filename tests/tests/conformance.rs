@@ -85,6 +85,7 @@ fn ticket(id: &str, now_ms: i64, due: Option<i64>) -> TicketRecord {
         results: BTreeMap::from([("p1".to_owned(), Push::MatchmakingQueued { ticket_id: id.to_owned() })]),
         applied_event_ids: Vec::new(),
         backstop_due_at: due,
+        disconnected_at: None,
         expires_at: now_ms / 1000 + 12 * 3600,
     }
 }
@@ -492,6 +493,7 @@ fn rich_ticket(now: i64) -> TicketRecord {
         ]),
         applied_event_ids: (0..5).map(|i| format!("event-{i}")).collect(),
         backstop_due_at: Some(now + 30_000),
+        disconnected_at: Some(now - 1_000),
         expires_at: now / 1000 + 12 * 3600,
     }
 }

@@ -67,6 +67,8 @@ pub mod attr {
     pub const BACKSTOP_SHARD: &str = "backstopShard";
     /// Sort key of the `open-tickets` index: when the backstop should next look (epoch ms).
     pub const BACKSTOP_DUE_AT: &str = "backstopDueAt";
+    /// When every player of a live ticket had disconnected (epoch ms), for the disconnect grace.
+    pub const DISCONNECTED_AT: &str = "disconnectedAt";
 }
 
 /// The `open-tickets` index of `Tickets`.
@@ -804,6 +806,7 @@ fn ticket_item(table: &str, ticket: &TicketRecord) -> Result<Item, StoreError> {
         results,
         applied_event_ids,
         backstop_due_at,
+        disconnected_at,
         expires_at,
     } = ticket;
     let mut results_map = HashMap::with_capacity(results.len());
@@ -823,6 +826,9 @@ fn ticket_item(table: &str, ticket: &TicketRecord) -> Result<Item, StoreError> {
         (attr::APPLIED_EVENT_IDS.to_owned(), string_list(applied_event_ids)),
         (attr::EXPIRES_AT.to_owned(), n(expires_at)),
     ]);
+    if let Some(at) = disconnected_at {
+        item.insert(attr::DISCONNECTED_AT.to_owned(), n(at));
+    }
     if let Some(due) = backstop_due_at {
         item.insert(attr::BACKSTOP_SHARD.to_owned(), s(BACKSTOP_SHARD));
         item.insert(attr::BACKSTOP_DUE_AT.to_owned(), n(due));
@@ -867,6 +873,7 @@ fn ticket_from_item(table: &str, item: &Item) -> Result<TicketRecord, StoreError
         results,
         applied_event_ids: f.string_list(attr::APPLIED_EVENT_IDS)?,
         backstop_due_at: f.optional_n(attr::BACKSTOP_DUE_AT)?,
+        disconnected_at: f.optional_n(attr::DISCONNECTED_AT)?,
         expires_at: f.n(attr::EXPIRES_AT)?,
     })
 }
@@ -1011,6 +1018,7 @@ mod tests {
             )]),
             applied_event_ids: vec!["e1".into()],
             backstop_due_at: Some(5),
+            disconnected_at: None,
             expires_at: 6,
         }
     }

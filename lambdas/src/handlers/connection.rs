@@ -45,24 +45,38 @@ pub async fn disconnect(
         "disconnected"
     );
     // A player who reconnected already has a newer connection: their ticket carries on.
-    if was_current && deps.settings.disconnect_grace.is_zero() {
-        stop_live_ticket(deps, &caller.player_id).await?;
+    if was_current {
+        player_left(deps, &caller.player_id).await?;
     }
     Ok(ok())
 }
 
-/// Stops the player's ticket if it is still live; the MatchmakingCancelled event settles it.
-async fn stop_live_ticket(deps: &Deps, player_id: &str) -> Result<(), HandlerError> {
+/// The player's last connection is gone while a ticket may be live: stop it now, or (with a
+/// disconnect grace) mark it so the backstop stops it once the grace has passed and the player
+/// has not come back.
+async fn player_left(deps: &Deps, player_id: &str) -> Result<(), HandlerError> {
     let Some(player) = deps.players.get(player_id).await? else { return Ok(()) };
     let Some(ticket_id) = player.active_ticket_id else { return Ok(()) };
     let now = deps.clock.now_ms();
-    if let Some(ticket) = deps.tickets.get(&ticket_id, now).await?
-        && !ticket.state.status.is_terminal()
-    {
+    let Some(ticket) = deps.tickets.get(&ticket_id, now).await? else { return Ok(()) };
+    if ticket.state.status.is_terminal() {
+        return Ok(());
+    }
+    if deps.settings.disconnect_grace.is_zero() {
         tracing::info!(player_id, ticket_id, "player left while matchmaking; stopping the ticket");
         if let Err(e) = deps.matchmaker.stop_matchmaking(&ticket_id).await {
             tracing::warn!(ticket_id, error = %e, "StopMatchmaking failed");
         }
+        return Ok(());
+    }
+    let mut marked = ticket.clone();
+    marked.disconnected_at = Some(now);
+    marked.version += 1;
+    marked.backstop_due_at = Some(super::events::next_backstop(deps, &marked, now));
+    // Losing this race to an event is fine: the backstop still finds the player gone later,
+    // because every event reschedules the ticket within the quiet period.
+    if let Err(e) = deps.tickets.replace(&marked, ticket.version).await {
+        tracing::debug!(ticket_id, error = %e, "could not mark the ticket abandoned");
     }
     Ok(())
 }

@@ -17,47 +17,54 @@ const MAX_WRITE_ATTEMPTS: usize = 8;
 pub async fn events(event: SnsEvent, deps: &Deps) -> Result<(), HandlerError> {
     for record in &event.records {
         match MatchmakingEvent::from_sns_message(&record.sns.message) {
-            Ok(event) => apply_event(&event, deps).await?,
+            Ok(event) => {
+                apply_event(&event, deps).await?;
+            }
             Err(e) => tracing::warn!(message_id = record.sns.message_id, error = %e, "not a FlexMatch event; skipped"),
         }
     }
     Ok(())
 }
 
-/// Applies one FlexMatch event to each of its tickets, then pushes what changed.
-pub async fn apply_event(event: &MatchmakingEvent, deps: &Deps) -> Result<(), HandlerError> {
+/// Applies one FlexMatch event to each of its tickets, then pushes what changed. Returns how
+/// many tickets moved.
+pub async fn apply_event(event: &MatchmakingEvent, deps: &Deps) -> Result<usize, HandlerError> {
+    let mut moved = 0;
     for ticket in &event.detail.tickets {
-        apply_to_ticket(deps, event, &ticket.ticket_id).await?;
+        if apply_to_ticket(deps, event, &ticket.ticket_id).await? {
+            moved += 1;
+        }
     }
-    Ok(())
+    Ok(moved)
 }
 
-async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str) -> Result<(), HandlerError> {
+async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str) -> Result<bool, HandlerError> {
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let now = deps.clock.now_ms();
         let Some(ticket) = deps.tickets.get(ticket_id, now).await? else {
             tracing::debug!(ticket_id, "event for a ticket this gateway does not know; skipped");
-            return Ok(());
+            return Ok(false);
         };
         if ticket.applied_event_ids.contains(&event.id) {
             tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
-            return Ok(());
+            return Ok(false);
         }
         let next = match ticket.state.apply(&event.detail) {
             Transition::Advance(next) => next,
             Transition::Ignore(why) => {
                 tracing::debug!(ticket_id, event_type = ?event.detail.event_type, why, "event changes nothing");
-                return Ok(());
+                return Ok(false);
             }
         };
         let pushes: Vec<(String, Push)> = ticket
             .player_ids
             .iter()
-            .filter_map(|p| push_for(&event.detail, ticket_id, p).map(|push| (p.clone(), push)))
+            .filter_map(|p| {
+                push_for(&event.detail, ticket_id, p, next.match_id.as_deref()).map(|push| (p.clone(), push))
+            })
             .collect();
         let mut updated = ticket.clone();
-        updated.backstop_due_at =
-            (!next.status.is_terminal()).then(|| now + deps.settings.backstop_quiet.as_millis() as i64);
+        updated.backstop_due_at = (!next.status.is_terminal()).then(|| next_backstop(deps, &ticket, now));
         updated.state = next;
         updated.version += 1;
         updated.last_event_at = now;
@@ -75,7 +82,7 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
                 for (player_id, push) in &pushes {
                     push_to_player(deps, player_id, push).await?;
                 }
-                return Ok(());
+                return Ok(true);
             }
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
@@ -84,10 +91,26 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
     Err(StoreError::ConditionFailed.into())
 }
 
-/// The push one player of one ticket receives for an event: their own seat only.
-pub fn push_for(detail: &MatchmakingEventDetail, ticket_id: &str, player_id: &str) -> Option<Push> {
+/// When the backstop should next look at a live ticket: after the quiet period, or sooner if
+/// its players' disconnect grace ends first.
+pub(crate) fn next_backstop(deps: &Deps, ticket: &crate::ports::TicketRecord, now: i64) -> i64 {
+    let quiet = now + deps.settings.backstop_quiet.as_millis() as i64;
+    match ticket.disconnected_at {
+        Some(at) => quiet.min(at + deps.settings.disconnect_grace.as_millis() as i64),
+        None => quiet,
+    }
+}
+
+/// The push one player of one ticket receives for an event: their own seat only. `known_match_id`
+/// stands in when the event names no match (a result learned by polling DescribeMatchmaking).
+pub fn push_for(
+    detail: &MatchmakingEventDetail,
+    ticket_id: &str,
+    player_id: &str,
+    known_match_id: Option<&str>,
+) -> Option<Push> {
     let ticket_id = ticket_id.to_owned();
-    let match_id = || detail.match_id.clone().unwrap_or_default();
+    let match_id = || detail.match_id.as_deref().or(known_match_id).unwrap_or_default().to_owned();
     let seat = detail.player(player_id);
     let team = seat.and_then(|p| p.team.clone());
     Some(match detail.event_type {

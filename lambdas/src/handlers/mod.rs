@@ -1,9 +1,11 @@
 //! The handlers: one per Lambda function, each a plain async function over [`Deps`].
 
+mod backstop;
 mod connection;
 mod events;
 mod routes;
 
+pub use backstop::{BackstopReport, MAX_TICKETS_PER_RUN, backstop, event_from};
 pub use connection::{connect, disconnect};
 pub use events::{apply_event, events};
 pub use routes::{accept, cancel, default_route, matchmake, ping, route, status};

@@ -126,6 +126,7 @@ pub async fn matchmake(
         results: BTreeMap::from([(caller.player_id.clone(), queued.clone())]),
         applied_event_ids: Vec::new(),
         backstop_due_at: Some(now + deps.settings.backstop_quiet.as_millis() as i64),
+        disconnected_at: None,
         expires_at: (now + deps.settings.ticket_ttl.as_millis() as i64) / 1000,
     };
     // The ticket exists before FlexMatch knows it, so no event can arrive for an unknown ticket.

@@ -1,0 +1,10 @@
+//! The `accept` route's Lambda function.
+//!
+//! Build for AWS with `cargo lambda build --release --arm64 --bin mg-accept` (or `sam build`); the
+//! local stack runs it with `matchgate up --lambdas target/debug`. Configured by environment
+//! variables: see `matchgate_lambdas::runtime`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    matchgate_lambdas::runtime::run_websocket_function("accept").await
+}

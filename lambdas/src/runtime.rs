@@ -1,0 +1,170 @@
+//! What every Lambda binary shares: logging, and the handlers' dependencies built from the
+//! function's environment once per cold start.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `CONNECTIONS_TABLE`, `PLAYERS_TABLE`, `TICKETS_TABLE` | the DynamoDB tables |
+//! | `MATCHMAKING_CONFIGURATION_NAME` | the FlexMatch configuration tickets start in |
+//! | `CONNECTIONS_ENDPOINT` | `https://{api}.execute-api.{region}.amazonaws.com/{stage}` for PostToConnection |
+//! | `DYNAMODB_ENDPOINT`, `GAMELIFT_ENDPOINT` | local endpoints (the local stack, DynamoDB Local); unset in AWS |
+//! | `DISCONNECT_GRACE_SECONDS`, `TICKET_TTL_SECONDS` | optional overrides of [`Settings`] |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::apigw::{self, ManagementApiPusher};
+use crate::adapters::dynamodb::{self, DynamoConnections, DynamoPlayers, DynamoTickets, Table, TableNames};
+use crate::adapters::gamelift::{self, GameLiftMatchmaker};
+use crate::ports::SystemClock;
+use crate::{Deps, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Logs as one line per event without colours, which is what CloudWatch Logs shows best;
+/// `RUST_LOG` sets the level (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(false)
+        .without_time() // CloudWatch stamps every line already.
+        .init();
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn seconds(name: &'static str) -> Result<Option<Duration>, ConfigError> {
+    var(name)
+        .map(|v| {
+            v.parse::<u64>().map(Duration::from_secs).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })
+        })
+        .transpose()
+}
+
+/// The handlers' settings from the environment.
+pub fn settings_from_env() -> Result<Settings, ConfigError> {
+    let mut settings = Settings::default();
+    if let Some(name) = var("MATCHMAKING_CONFIGURATION_NAME") {
+        settings.configuration_name = name;
+    }
+    if let Some(grace) = seconds("DISCONNECT_GRACE_SECONDS")? {
+        settings.disconnect_grace = grace;
+    }
+    if let Some(ttl) = seconds("TICKET_TTL_SECONDS")? {
+        settings.ticket_ttl = ttl;
+    }
+    Ok(settings)
+}
+
+/// Builds every port's production adapter from the environment. SDK clients are built here,
+/// once, and shared by every invocation of the warm Lambda.
+pub async fn deps_from_env() -> Result<Deps, ConfigError> {
+    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamo = match var("DYNAMODB_ENDPOINT") {
+        Some(endpoint) => dynamodb::client_for_endpoint(&endpoint),
+        None => dynamodb::client_from_sdk_config(&sdk_config),
+    };
+    let tables = TableNames::from_env();
+    let gamelift = gamelift::client(&sdk_config, var("GAMELIFT_ENDPOINT").as_deref());
+    let endpoint = var("CONNECTIONS_ENDPOINT").ok_or(ConfigError::Missing("CONNECTIONS_ENDPOINT"))?;
+    Ok(Deps {
+        connections: Arc::new(DynamoConnections::new(dynamo.clone(), tables.name(Table::Connections))),
+        players: Arc::new(DynamoPlayers::new(dynamo.clone(), tables.name(Table::Players))),
+        tickets: Arc::new(DynamoTickets::new(dynamo, tables.name(Table::Tickets))),
+        matchmaker: Arc::new(GameLiftMatchmaker::new(gamelift)),
+        pusher: Arc::new(ManagementApiPusher::new(apigw::client(&sdk_config, &endpoint))),
+        clock: Arc::new(SystemClock),
+        settings: settings_from_env()?,
+    })
+}
+
+/// Serves one WebSocket route function on the Lambda runtime. `route` is the route key the
+/// function is integrated with; `"*"` serves any route by `requestContext.routeKey` (the
+/// template points `ping`, `$default` and the observer routes at one function).
+pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+    use lambda_runtime::{LambdaEvent, service_fn};
+
+    use crate::handlers;
+
+    init_tracing();
+    let deps = deps_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let deps = deps.clone();
+        async move {
+            let request = event.payload;
+            let response = match route {
+                "$connect" => handlers::connect(request, &deps).await,
+                "$disconnect" => handlers::disconnect(request, &deps).await,
+                "matchmake" => handlers::matchmake(request, &deps).await,
+                "cancel" => handlers::cancel(request, &deps).await,
+                "accept" => handlers::accept(request, &deps).await,
+                "status" => handlers::status(request, &deps).await,
+                _ => handlers::route(request, &deps).await,
+            };
+            response.map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
+}
+
+/// Serves the events function: SNS deliveries of FlexMatch's events.
+pub async fn run_events_function() -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::sns::SnsEvent;
+    use lambda_runtime::{LambdaEvent, service_fn};
+
+    init_tracing();
+    let deps = deps_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SnsEvent>| {
+        let deps = deps.clone();
+        async move { crate::handlers::events(event.payload, &deps).await.map_err(lambda_runtime::Error::from) }
+    }))
+    .await
+}
+
+/// Serves the backstop function, invoked on a schedule; the event's content is not used.
+pub async fn run_backstop_function() -> Result<(), lambda_runtime::Error> {
+    use lambda_runtime::{LambdaEvent, service_fn};
+
+    init_tracing();
+    let deps = deps_from_env().await?;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        let deps = deps.clone();
+        async move {
+            let report = crate::handlers::backstop(&deps).await.map_err(lambda_runtime::Error::from)?;
+            tracing::info!(
+                polled = report.polled,
+                advanced = report.advanced,
+                stopped = report.stopped,
+                "backstop run"
+            );
+            Ok::<_, lambda_runtime::Error>(serde_json::json!({
+                "polled": report.polled, "advanced": report.advanced, "stopped": report.stopped
+            }))
+        }
+    }))
+    .await
+}
+
+/// Serves the `$connect` REQUEST authorizer.
+pub async fn run_authorizer_function() -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+    use lambda_runtime::{LambdaEvent, service_fn};
+
+    use crate::authorizer::{AuthorizerConfig, Verifier, handle};
+
+    init_tracing();
+    let verifier = Arc::new(Verifier::with_https_jwks(AuthorizerConfig::from_env()?, Arc::new(SystemClock))?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
+        let verifier = Arc::clone(&verifier);
+        async move { handle(event.payload, &verifier).await }
+    }))
+    .await
+}
