@@ -1,12 +1,15 @@
 //! A game client for matchgate: connects N players, asks each for a match, prints every push
 //! as it arrives and how long each player waited from `matchmake` to `MatchmakingSucceeded`.
 //!
-//! Run the local stack in one terminal and the client in another:
+//! Run the local stack in one terminal and the client in another (from the same directory: the
+//! client mints its players' tokens with the stack's dev issuer key in `.matchgate/`):
 //!
 //! ```sh
 //! cargo run --release
 //! cargo run --release -p matchgate-examples --bin game-client -- --players 4
 //! ```
+//!
+//! Against `matchgate up --auth none`, pass `--auth none` (players connect with `?playerId=`).
 //!
 //! Exits non-zero if any player's matchmaking ends in anything but `MatchmakingSucceeded`.
 
@@ -37,6 +40,12 @@ struct Args {
     /// Give up on a player after this many seconds.
     #[arg(long, default_value_t = 90)]
     timeout: u64,
+    /// `jwt`: a token from the local dev issuer (as `matchgate token` mints); `none`: `?playerId=`.
+    #[arg(long, default_value = "jwt")]
+    auth: String,
+    /// The dev issuer's state directory (the stack's `--state-dir`).
+    #[arg(long, default_value = ".matchgate")]
+    state_dir: std::path::PathBuf,
 }
 
 fn parse_latency(s: &str) -> Result<(String, u32), String> {
@@ -52,10 +61,21 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.latency.iter().cloned().collect()
     };
+    let issuer = match args.auth.as_str() {
+        "jwt" => Some(matchgate_gateway::issuer::DevIssuer::load_or_create(&args.state_dir)?),
+        "none" => None,
+        other => bail!("--auth must be jwt or none, not {other:?}"),
+    };
     let mut tasks = Vec::new();
     for n in 1..=args.players {
         let player_id = format!("{}-{n}", args.prefix);
-        let url = format!("{}?playerId={player_id}", args.url);
+        let url = match &issuer {
+            Some(issuer) => {
+                let token = issuer.mint(&player_id, "player", Duration::from_secs(3600))?;
+                format!("{}?token={token}", args.url)
+            }
+            None => format!("{}?playerId={player_id}", args.url),
+        };
         let latency = latency.clone();
         let timeout = Duration::from_secs(args.timeout);
         tasks.push(tokio::spawn(async move {

@@ -11,6 +11,7 @@ pub mod gamelift;
 pub mod issuer;
 pub mod players;
 pub mod stack;
+pub mod template;
 
 /// Epoch milliseconds, for the timestamps API Gateway and FlexMatch put in events.
 pub fn now_ms() -> i64 {

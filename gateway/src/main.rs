@@ -21,6 +21,20 @@ struct Cli {
 enum Command {
     /// Run the local stack (the default).
     Up(UpArgs),
+    /// Print a token for PLAYER from the local dev issuer (for `?token=` or Sec-WebSocket-Protocol).
+    Token {
+        /// The player ID (the token's `sub`).
+        player: String,
+        /// `player`, or `observer` for the designers' live view.
+        #[arg(long, default_value = "player")]
+        role: String,
+        /// Lifetime: seconds, or with a unit (`90s`, `15m`, `1h`); at most 24h.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Where the dev issuer keeps its signing key.
+        #[arg(long, default_value = matchgate_gateway::issuer::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Measure: idle connection memory, the FlexMatch engine, end-to-end latency.
     #[command(subcommand)]
     Bench(Bench),
@@ -47,8 +61,23 @@ enum Bench {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Auth {
+    /// A JWT from `matchgate token` (or any issuer's) in `?token=` or Sec-WebSocket-Protocol.
+    Jwt,
     /// `?playerId=NAME` on connect, unverified (local experiments only).
     None,
+}
+
+/// `90`, `90s`, `15m`, `1h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 15m or 1h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 #[derive(Debug, Args)]
@@ -63,8 +92,11 @@ struct UpArgs {
     #[arg(long, default_value = "local")]
     stage: String,
     /// How `$connect` is authorized.
-    #[arg(long, value_enum, default_value_t = Auth::None)]
+    #[arg(long, value_enum, default_value_t = Auth::Jwt)]
     auth: Auth,
+    /// Where the dev issuer keeps its signing key (shared with `matchgate token`).
+    #[arg(long, default_value = matchgate_gateway::issuer::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// FlexMatch rule set JSON (default: the one infra/ deploys).
     #[arg(long)]
     ruleset: Option<PathBuf>,
@@ -89,6 +121,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Up(args)) => up(args).await,
+        Some(Command::Token { player, role, ttl, state_dir }) => {
+            let issuer = matchgate_gateway::issuer::DevIssuer::load_or_create(&state_dir)?;
+            println!("{}", issuer.mint(&player, &role, ttl)?);
+            Ok(())
+        }
         Some(Command::Bench(Bench::Idle { connections })) => matchgate_gateway::bench::idle(connections, None).await,
         Some(Command::Bench(Bench::Flexmatch { pools })) => matchgate_gateway::bench::flexmatch(&pools),
         Some(Command::Bench(Bench::E2e { players })) => matchgate_gateway::bench::e2e(players).await,
@@ -100,6 +137,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut config = StackConfig { stage: args.stage, ..StackConfig::default() };
     config.auth = match args.auth {
         Auth::None => AuthMode::None,
+        Auth::Jwt => {
+            let issuer = matchgate_gateway::issuer::DevIssuer::load_or_create(&args.state_dir)?;
+            config.jwks = Some(issuer.jwks());
+            let clock = std::sync::Arc::new(matchgate_lambdas::ports::SystemClock);
+            AuthMode::Jwt(std::sync::Arc::new(issuer.verifier(clock)))
+        }
     };
     if let Some(path) = &args.ruleset {
         config.rule_set_body =
@@ -118,7 +161,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("matchgate local stack");
     println!("  WebSocket API   {}", stack.websocket_url());
     println!("  @connections    {}/@connections/{{connectionId}}", stack.connections_endpoint());
+    println!("  GameLift API    http://{} (aws-sdk-gamelift endpoint_url)", stack.addr);
     println!("  health          http://{}/health", stack.addr);
+    if matches!(args.auth, Auth::Jwt) {
+        println!("  auth            JWT: connect with ?token=$(matchgate token PLAYER)");
+    }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
     stack.shutdown().await;

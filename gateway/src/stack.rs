@@ -37,6 +37,8 @@ pub struct StackConfig {
     pub matchmaking_interval: Duration,
     /// Rows for the Players table.
     pub players: BTreeMap<String, PlayerAttributes>,
+    /// The dev issuer's public keys, served at `/.well-known/jwks.json` for JWT auth.
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl Default for StackConfig {
@@ -52,6 +54,7 @@ impl Default for StackConfig {
             settings: Settings::default(),
             matchmaking_interval: Duration::from_millis(200),
             players: BTreeMap::new(),
+            jwks: None,
         }
     }
 }
@@ -139,8 +142,10 @@ impl Stack {
             sns::spawn_delivery(topic_arn, integration, events_rx),
         ];
 
+        let jwks = config.jwks.clone().unwrap_or_else(|| serde_json::json!({ "keys": [] }));
         let app = Router::new()
             .route("/health", get(|| async { "ok" }))
+            .route(crate::issuer::JWKS_PATH, get(move || async move { axum::Json(jwks) }))
             .merge(apigw::management_routes(Arc::clone(&gateway)))
             .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));

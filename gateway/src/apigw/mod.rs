@@ -68,10 +68,13 @@ pub enum IntegrationError {
 }
 
 /// How `$connect` requests are authorized.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthMode {
     /// Local only: `?playerId=NAME` is the identity, unverified.
     None,
+    /// A JWT in `?token=` or `Sec-WebSocket-Protocol`, verified by the authorizer's own code
+    /// (`matchgate_lambdas::authorizer`) against a JWKS.
+    Jwt(Arc<matchgate_lambdas::authorizer::Verifier>),
 }
 
 /// Everything the WebSocket API shares across connections.

@@ -54,36 +54,47 @@ async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     let query = parse_query(raw_query.as_deref().unwrap_or_default());
-    let authorizer = match authorize(&gateway.auth, &query) {
-        Ok(context) => context,
-        Err((status, message)) => return refuse(status, message),
-    };
-    let connected_at = now_ms();
-    let context = EventContext {
+    let mut context = EventContext {
         api_id: gateway.api_id.clone(),
         stage: gateway.stage.clone(),
         domain_name: headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned(),
         connection_id: new_connection_id(),
         source_ip: peer.ip(),
         user_agent: headers.get(http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_owned),
-        connected_at,
-        authorizer,
+        connected_at: now_ms(),
+        authorizer: Map::new(),
+    };
+    // The authorizer runs first and sees the same request; its context then travels with every
+    // event of the connection.
+    context.authorizer = match authorize(&gateway.auth, &context, &headers, &query).await {
+        Ok(authorizer) => authorizer,
+        Err((status, message)) => return refuse(status, message),
     };
     let event = context.connect(&headers, &query, now_ms());
-    match gateway.integration.invoke("$connect", event).await {
+    let subprotocol = match gateway.integration.invoke("$connect", event).await {
         Ok(response) => {
             let status = response.get("statusCode").and_then(Value::as_u64).unwrap_or(200);
             if !(200..300).contains(&status) {
                 let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::FORBIDDEN);
                 return refuse(status, status.canonical_reason().unwrap_or("Forbidden"));
             }
+            // As in AWS, the subprotocol the client gets is the one `$connect` answered with.
+            response["headers"]
+                .as_object()
+                .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol")))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_owned)
         }
         Err(e) => {
             tracing::warn!(connection_id = context.connection_id, error = %e, "$connect failed; refusing the upgrade");
             return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
         }
-    }
+    };
     let limits = &gateway.limits;
+    let ws = match subprotocol {
+        Some(p) => ws.protocols([p]),
+        None => ws,
+    };
     ws.read_buffer_size(limits.read_buffer_bytes)
         // Pushes are written as they come; nothing waits in a write buffer.
         .write_buffer_size(0)
@@ -97,8 +108,15 @@ async fn upgrade(
 /// A refusal before the upgrade: the HTTP status and API Gateway's message.
 type Refusal = (StatusCode, &'static str);
 
-fn authorize(auth: &AuthMode, query: &BTreeMap<String, Vec<String>>) -> Result<Map<String, Value>, Refusal> {
-    match auth {
+/// `$connect` authorization: the REQUEST authorizer's context for this connection. The identity
+/// it establishes is the only one handlers ever use.
+async fn authorize(
+    auth: &AuthMode,
+    context: &EventContext,
+    headers: &HeaderMap,
+    query: &BTreeMap<String, Vec<String>>,
+) -> Result<Map<String, Value>, Refusal> {
+    let mut authorizer = match auth {
         AuthMode::None => {
             let player_id = query
                 .get("playerId")
@@ -107,14 +125,34 @@ fn authorize(auth: &AuthMode, query: &BTreeMap<String, Vec<String>>) -> Result<M
             if !valid_player_id(player_id) {
                 return Err((StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
             }
-            let mut context = Map::new();
-            context.insert("principalId".into(), json!(player_id));
-            context.insert("playerId".into(), json!(player_id));
-            context.insert("role".into(), json!("player"));
-            context.insert("integrationLatency".into(), json!(0));
-            Ok(context)
+            let mut authorizer = Map::new();
+            authorizer.insert("principalId".into(), json!(player_id));
+            authorizer.insert("playerId".into(), json!(player_id));
+            authorizer.insert("role".into(), json!("player"));
+            authorizer
         }
-    }
+        AuthMode::Jwt(verifier) => {
+            // The very event a REQUEST authorizer Lambda receives, through the very same code.
+            let mut event = context.connect(headers, query, now_ms());
+            event["type"] = json!("REQUEST");
+            event["methodArn"] = json!(format!(
+                "arn:aws:execute-api:us-east-1:000000000000:{}/{}/$connect",
+                context.api_id, context.stage
+            ));
+            let event = serde_json::from_value(event)
+                .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))?;
+            match matchgate_lambdas::authorizer::authorize(event, verifier).await {
+                Ok(response) => response.request_context_authorizer(),
+                Err(e) => {
+                    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                    tracing::info!(connection_id = context.connection_id, reason = %e, "$connect refused");
+                    return Err((status, e.gateway_message()));
+                }
+            }
+        }
+    };
+    authorizer.insert("integrationLatency".into(), json!(0));
+    Ok(authorizer)
 }
 
 /// Player IDs as GameLift takes them, restricted to characters that are safe in URLs and logs.

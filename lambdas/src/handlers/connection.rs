@@ -3,6 +3,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
 use super::{Caller, ok};
+use crate::authorizer;
 use crate::ports::ConnectionRecord;
 use crate::{Deps, HandlerError};
 
@@ -26,7 +27,16 @@ pub async fn connect(
         .await?;
     deps.players.set_connection(&caller.player_id, &caller.connection_id).await?;
     tracing::info!(connection_id = caller.connection_id, player_id = caller.player_id, "connected");
-    Ok(ok())
+    let mut response = ok();
+    // A browser that offered subprotocols (the token travels in one) drops the connection
+    // unless the server selects one of them; API Gateway selects what `$connect` answers.
+    let offered = authorizer::offered_subprotocols(&req.headers, &req.multi_value_headers);
+    if let Some(selected) = authorizer::select_subprotocol(offered.as_deref())
+        && let Ok(value) = http::HeaderValue::from_str(&selected)
+    {
+        response.headers.insert("Sec-WebSocket-Protocol", value);
+    }
+    Ok(response)
 }
 
 /// Forgets the connection. `$disconnect` is best-effort in AWS, so nothing else depends on it:
