@@ -21,6 +21,9 @@ bash scripts/cfn-lint.sh
 step "DynamoDB Local for the conformance and AWS-faithful tests"
 bash scripts/install-dynamodb-local.sh
 
+step "the Lambda binaries (the AWS-faithful tests run them)"
+cargo build -p matchgate-lambdas --bins --locked
+
 step "cargo test (every crate, every target, doc tests)"
 cargo test --workspace --all-targets --locked 2>&1 | tee -a "$log"
 cargo test --workspace --doc --locked 2>&1 | tee -a "$log"

@@ -14,6 +14,9 @@ use serde_json::Value;
 use crate::apigw::{Integration, IntegrationError, PostError, Registry};
 use crate::gamelift::sns::EVENTS_TARGET;
 
+/// The integration target of the scheduled backstop.
+pub const BACKSTOP_TARGET: &str = "backstop";
+
 /// Invokes the handlers in this process.
 #[derive(Debug)]
 pub struct EmbeddedLambdas {
@@ -24,6 +27,13 @@ pub struct EmbeddedLambdas {
 impl Integration for EmbeddedLambdas {
     async fn invoke(&self, target: &str, event: Value) -> Result<Value, IntegrationError> {
         let bad = |e: serde_json::Error| IntegrationError::FunctionError(format!("event does not parse: {e}"));
+        if target == BACKSTOP_TARGET {
+            let report =
+                handlers::backstop(&self.deps).await.map_err(|e| IntegrationError::FunctionError(e.to_string()))?;
+            return Ok(
+                serde_json::json!({"polled": report.polled, "advanced": report.advanced, "stopped": report.stopped}),
+            );
+        }
         if target == EVENTS_TARGET {
             let event: SnsEvent = serde_json::from_value(event).map_err(bad)?;
             handlers::events(event, &self.deps).await.map_err(|e| IntegrationError::FunctionError(e.to_string()))?;

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod embedded;
 pub mod gamelift;
 pub mod issuer;
+pub mod lambda;
 pub mod players;
 pub mod stack;
 pub mod template;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matchgate_gateway::apigw::AuthMode;
-use matchgate_gateway::stack::{Stack, StackConfig};
+use matchgate_gateway::stack::{Functions, Stack, StackConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "matchgate", version, about, args_conflicts_with_subcommands = true)]
@@ -109,6 +109,21 @@ struct UpArgs {
     /// Seconds a player who disconnects while searching keeps the ticket (0 stops it at once).
     #[arg(long, default_value_t = 0)]
     disconnect_grace: u64,
+    /// AWS-faithful mode: keep state in DynamoDB at this endpoint (DynamoDB Local) through the
+    /// same SDK adapters the Lambdas use in AWS. Tables are created if missing.
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// Prefix for the Connections, Players and Tickets table names.
+    #[arg(long, default_value = "")]
+    table_prefix: String,
+    /// Run the built Lambda binaries from DIR (e.g. target/debug) as child processes behind a
+    /// local Lambda Runtime API. Needs --dynamodb-endpoint.
+    #[arg(long, conflicts_with = "lambda_endpoint")]
+    lambdas: Option<PathBuf>,
+    /// Invoke the functions over the Lambda Invoke API at URL (e.g. `cargo lambda watch`'s
+    /// http://127.0.0.1:9000).
+    #[arg(long)]
+    lambda_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -153,6 +168,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         config.players = matchgate_gateway::players::parse_players(&text)?;
     }
     config.configuration.request_timeout_seconds = args.request_timeout;
+    config.dynamodb_endpoint = args.dynamodb_endpoint.clone();
+    config.table_prefix = args.table_prefix.clone();
+    config.functions = match (&args.lambdas, &args.lambda_endpoint) {
+        (Some(dir), _) => Functions::Binaries(dir.clone()),
+        (None, Some(endpoint)) => Functions::InvokeApi(endpoint.clone()),
+        (None, None) => Functions::Embedded,
+    };
     config.settings.disconnect_grace = Duration::from_secs(args.disconnect_grace);
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await

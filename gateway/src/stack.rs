@@ -10,15 +10,21 @@ use axum::Router;
 use axum::routing::get;
 use matchgate_flexmatch::RuleSet;
 use matchgate_lambdas::adapters::memory::{MemoryConnections, MemoryPlayers, MemoryTickets};
-use matchgate_lambdas::ports::{PlayerAttributes, PlayerStore, SystemClock};
+use matchgate_lambdas::ports::{PlayerAttributes, SystemClock};
 use matchgate_lambdas::{Deps, Settings};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use matchgate_lambdas::adapters::apigw as apigw_adapter;
+use matchgate_lambdas::adapters::apigw::ManagementApiPusher;
+use matchgate_lambdas::adapters::dynamodb::{self, DynamoConnections, DynamoPlayers, DynamoTickets, TableNames};
+use matchgate_lambdas::adapters::gamelift::{self, GameLiftMatchmaker};
+
 use crate::apigw::{self, ApiGateway, AuthMode, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
 use crate::gamelift::{Fleet, FleetConfig, LocalFlexMatch, MatchmakingConfiguration, sns};
+use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, InvokeApi, LambdaHost, default_function_map};
 
 /// The rule set `matchgate up` loads when none is given: the one `infra/` deploys.
 pub const DEFAULT_RULE_SET: &str = include_str!("../../infra/flexmatch/ruleset.json");
@@ -39,6 +45,26 @@ pub struct StackConfig {
     pub players: BTreeMap<String, PlayerAttributes>,
     /// The dev issuer's public keys, served at `/.well-known/jwks.json` for JWT auth.
     pub jwks: Option<serde_json::Value>,
+    /// AWS-faithful storage: the handlers use the DynamoDB adapters against this endpoint
+    /// (DynamoDB Local), and the GameLift and Management API SDK adapters against this stack.
+    pub dynamodb_endpoint: Option<String>,
+    /// Prefix of the three table names, so several stacks can share one DynamoDB Local.
+    pub table_prefix: String,
+    /// Who runs the functions.
+    pub functions: Functions,
+    /// How often the backstop runs (the handler itself limits how often a ticket is polled).
+    pub backstop_every: Duration,
+}
+
+/// Who runs the Lambda functions of the local stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Functions {
+    /// The handlers, in this process.
+    Embedded,
+    /// The built binaries from this directory, as child processes on a local Runtime API.
+    Binaries(std::path::PathBuf),
+    /// A Lambda Invoke API endpoint (`cargo lambda watch`).
+    InvokeApi(String),
 }
 
 impl Default for StackConfig {
@@ -55,6 +81,10 @@ impl Default for StackConfig {
             matchmaking_interval: Duration::from_millis(200),
             players: BTreeMap::new(),
             jwks: None,
+            dynamodb_endpoint: None,
+            table_prefix: String::new(),
+            functions: Functions::Embedded,
+            backstop_every: Duration::from_secs(5),
         }
     }
 }
@@ -67,6 +97,8 @@ pub enum StackError {
     GameLift(#[from] crate::gamelift::GameLiftError),
     #[error("seeding the Players table failed: {0}")]
     Seed(#[from] matchgate_lambdas::ports::StoreError),
+    #[error("running the built Lambda binaries needs --dynamodb-endpoint: they keep their state in DynamoDB")]
+    FunctionsNeedDynamoDb,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -80,6 +112,8 @@ pub struct Stack {
     pub configuration: MatchmakingConfiguration,
     pub engine: Arc<LocalFlexMatch>,
     pub gateway: Arc<ApiGateway>,
+    /// The function processes, in `Functions::Binaries` mode.
+    lambda_host: Option<Arc<LambdaHost>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -106,25 +140,62 @@ impl Stack {
         engine.create_configuration(MatchmakingConfiguration { rule_set_name, ..config.configuration.clone() })?;
 
         let registry = Arc::new(Registry::default());
-        let players = Arc::new(MemoryPlayers::default());
-        for (player_id, attributes) in &config.players {
-            players.put_attributes(player_id, attributes).await?;
-        }
         let mut settings = config.settings.clone();
         settings.configuration_name = config.configuration.name.clone();
-        let deps = Deps {
-            connections: Arc::new(MemoryConnections::default()),
-            players,
-            tickets: Arc::new(MemoryTickets::default()),
-            matchmaker: engine.clone(),
-            pusher: Arc::new(RegistryPusher {
-                registry: Arc::clone(&registry),
-                max_message_bytes: config.limits.max_message_bytes,
-            }),
-            clock,
-            settings,
+        let tables = TableNames::with_prefix(&config.table_prefix);
+        let deps = match &config.dynamodb_endpoint {
+            None => Deps {
+                connections: Arc::new(MemoryConnections::default()),
+                players: Arc::new(MemoryPlayers::default()),
+                tickets: Arc::new(MemoryTickets::default()),
+                matchmaker: engine.clone(),
+                pusher: Arc::new(RegistryPusher {
+                    registry: Arc::clone(&registry),
+                    max_message_bytes: config.limits.max_message_bytes,
+                }),
+                clock,
+                settings,
+            },
+            Some(endpoint) => {
+                // The same adapters the Lambdas use in AWS, against local endpoints.
+                let dynamo = dynamodb::client_for_endpoint(endpoint);
+                dynamodb::create_tables(&dynamo, &tables).await?;
+                let sdk_config = local_sdk_config().await;
+                Deps {
+                    connections: Arc::new(DynamoConnections::new(dynamo.clone(), &tables.connections)),
+                    players: Arc::new(DynamoPlayers::new(dynamo.clone(), &tables.players)),
+                    tickets: Arc::new(DynamoTickets::new(dynamo, &tables.tickets)),
+                    matchmaker: Arc::new(GameLiftMatchmaker::new(gamelift::client(
+                        &sdk_config,
+                        Some(&format!("http://{addr}")),
+                    ))),
+                    pusher: Arc::new(ManagementApiPusher::new(apigw_adapter::client(
+                        &sdk_config,
+                        &format!("http://{addr}/{}", config.stage),
+                    ))),
+                    clock,
+                    settings,
+                }
+            }
         };
-        let integration: Arc<dyn Integration> = Arc::new(EmbeddedLambdas { deps });
+        for (player_id, attributes) in &config.players {
+            deps.players.put_attributes(player_id, attributes).await?;
+        }
+        let mut lambda_host = None;
+        let integration: Arc<dyn Integration> = match &config.functions {
+            Functions::Embedded => Arc::new(EmbeddedLambdas { deps }),
+            Functions::InvokeApi(endpoint) => {
+                Arc::new(InvokeApi::new(endpoint, default_function_map(), DEFAULT_FUNCTION_TIMEOUT))
+            }
+            Functions::Binaries(dir) => {
+                let endpoint = config.dynamodb_endpoint.as_ref().ok_or(StackError::FunctionsNeedDynamoDb)?;
+                let env = function_environment(&config, addr, endpoint, &tables);
+                let host =
+                    Arc::new(LambdaHost::start(dir, default_function_map(), &env, DEFAULT_FUNCTION_TIMEOUT).await?);
+                lambda_host = Some(Arc::clone(&host));
+                host
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let gateway = Arc::new(ApiGateway {
             stage: config.stage.clone(),
@@ -139,7 +210,8 @@ impl Stack {
         let topic_arn = format!("arn:aws:sns:{}:000000000000:matchgate-events", config.region);
         let tasks = vec![
             engine.spawn_cycle(config.matchmaking_interval),
-            sns::spawn_delivery(topic_arn, integration, events_rx),
+            sns::spawn_delivery(topic_arn, Arc::clone(&integration), events_rx),
+            spawn_backstop(integration, config.backstop_every),
         ];
 
         let jwks = config.jwks.clone().unwrap_or_else(|| serde_json::json!({ "keys": [] }));
@@ -164,6 +236,7 @@ impl Stack {
             configuration: config.configuration,
             engine,
             gateway,
+            lambda_host,
             shutdown,
             tasks,
             server,
@@ -186,6 +259,74 @@ impl Stack {
         for task in &self.tasks {
             task.abort();
         }
+        if let Some(host) = &self.lambda_host {
+            host.shutdown();
+        }
         let _ = self.server.await;
     }
+}
+
+/// SDK settings for the local endpoints: a fixed region and dummy credentials, so a local run
+/// never picks up (or needs) real AWS credentials.
+async fn local_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "matchgatelocal",
+            "matchgatelocal",
+            None,
+            None,
+            "matchgate-local",
+        ))
+        .load()
+        .await
+}
+
+/// What each function process gets, as the template's `Environment` gives it in AWS, pointed at
+/// the local endpoints.
+fn function_environment(
+    config: &StackConfig,
+    addr: SocketAddr,
+    dynamodb_endpoint: &str,
+    tables: &TableNames,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for (k, v) in [
+        ("CONNECTIONS_TABLE", tables.connections.clone()),
+        ("PLAYERS_TABLE", tables.players.clone()),
+        ("TICKETS_TABLE", tables.tickets.clone()),
+        ("MATCHMAKING_CONFIGURATION_NAME", config.configuration.name.clone()),
+        ("CONNECTIONS_ENDPOINT", format!("http://{addr}/{}", config.stage)),
+        ("GAMELIFT_ENDPOINT", format!("http://{addr}")),
+        ("DYNAMODB_ENDPOINT", dynamodb_endpoint.to_owned()),
+        ("DISCONNECT_GRACE_SECONDS", config.settings.disconnect_grace.as_secs().to_string()),
+        ("AWS_REGION", config.region.clone()),
+        ("AWS_ACCESS_KEY_ID", "matchgatelocal".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "matchgatelocal".to_owned()),
+        ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    env
+}
+
+/// Runs the backstop every `every`, as the deployed stack's schedule does.
+fn spawn_backstop(integration: Arc<dyn Integration>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            // The EventBridge Scheduler event a scheduled Lambda receives.
+            let event = serde_json::json!({
+                "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": "000000000000", "time": chrono::Utc::now().to_rfc3339(),
+                "region": "us-east-1", "resources": [], "detail": {}
+            });
+            if let Err(e) = integration.invoke(crate::embedded::BACKSTOP_TARGET, event).await {
+                tracing::warn!(error = %e, "backstop run failed");
+            }
+        }
+    })
 }
