@@ -67,6 +67,11 @@ enum Auth {
     None,
 }
 
+fn parse_parameter(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 /// `90`, `90s`, `15m`, `1h`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
@@ -97,15 +102,24 @@ struct UpArgs {
     /// Where the dev issuer keeps its signing key (shared with `matchgate token`).
     #[arg(long, default_value = matchgate_gateway::issuer::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
-    /// FlexMatch rule set JSON (default: the one infra/ deploys).
+    /// The SAM template to run: its matchmaking configuration, rule set and route → function
+    /// map. Skipped, with a warning, when the default path does not exist.
+    #[arg(long, default_value = "infra/template.yaml")]
+    template: PathBuf,
+    /// Template parameter overrides, `NAME=VALUE` (as `sam deploy --parameter-overrides`). The
+    /// local stack defaults FlexMatchMode=WITH_QUEUE with a local queue ARN: it places matches on
+    /// its simulated fleet.
+    #[arg(long = "parameter", value_parser = parse_parameter)]
+    parameters: Vec<(String, String)>,
+    /// FlexMatch rule set JSON, instead of the template's.
     #[arg(long)]
     ruleset: Option<PathBuf>,
     /// Seed the Players table from a JSON file: {"PLAYER": {"skill": 30, ...}}.
     #[arg(long)]
     players: Option<PathBuf>,
-    /// The matchmaking configuration's request timeout, in seconds.
-    #[arg(long, default_value_t = 60)]
-    request_timeout: u32,
+    /// The matchmaking configuration's request timeout, in seconds (default: the template's).
+    #[arg(long)]
+    request_timeout: Option<u32>,
     /// Seconds a player who disconnects while searching keeps the ticket (0 stops it at once).
     #[arg(long, default_value_t = 0)]
     disconnect_grace: u64,
@@ -149,7 +163,25 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut config = StackConfig { stage: args.stage, ..StackConfig::default() };
+    let mut config = StackConfig { stage: args.stage.clone(), ..StackConfig::default() };
+    let explicit = args.template.as_os_str() != "infra/template.yaml";
+    if args.template.exists() || explicit {
+        let mut overrides: std::collections::BTreeMap<String, String> =
+            matchgate_gateway::stack::LOCAL_PARAMETER_DEFAULTS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        overrides.extend(args.parameters.iter().cloned());
+        let template = matchgate_gateway::template::load(&args.template, &overrides)
+            .with_context(|| format!("reading the template {}", args.template.display()))?;
+        for warning in &template.warnings {
+            tracing::warn!("{}: {warning}", args.template.display());
+        }
+        config = config.with_template(&template)?;
+        tracing::info!(template = %args.template.display(), configuration = config.configuration.name, "running the template");
+    } else {
+        tracing::warn!("no {} here: running the built-in configuration and rule set", args.template.display());
+    }
     config.auth = match args.auth {
         Auth::None => AuthMode::None,
         Auth::Jwt => {
@@ -167,7 +199,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         config.players = matchgate_gateway::players::parse_players(&text)?;
     }
-    config.configuration.request_timeout_seconds = args.request_timeout;
+    if let Some(timeout) = args.request_timeout {
+        config.configuration.request_timeout_seconds = timeout;
+    }
     config.dynamodb_endpoint = args.dynamodb_endpoint.clone();
     config.table_prefix = args.table_prefix.clone();
     config.functions = match (&args.lambdas, &args.lambda_endpoint) {

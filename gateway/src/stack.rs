@@ -23,7 +23,7 @@ use matchgate_lambdas::adapters::gamelift::{self, GameLiftMatchmaker};
 
 use crate::apigw::{self, ApiGateway, AuthMode, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
-use crate::gamelift::{Fleet, FleetConfig, LocalFlexMatch, MatchmakingConfiguration, sns};
+use crate::gamelift::{Fleet, FleetConfig, FlexMatchMode, LocalFlexMatch, MatchmakingConfiguration, sns};
 use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, InvokeApi, LambdaHost, default_function_map};
 
 /// The rule set `matchgate up` loads when none is given: the one `infra/` deploys.
@@ -54,6 +54,60 @@ pub struct StackConfig {
     pub functions: Functions,
     /// How often the backstop runs (the handler itself limits how often a ticket is polled).
     pub backstop_every: Duration,
+    /// Which function serves which route key, `events` and `backstop` (from the template).
+    pub function_map: BTreeMap<String, String>,
+}
+
+/// Template parameters the local stack sets unless told otherwise: it places matches on its
+/// simulated fleet, which stands in for a game session queue.
+pub const LOCAL_PARAMETER_DEFAULTS: &[(&str, &str)] = &[
+    ("FlexMatchMode", "WITH_QUEUE"),
+    ("GameSessionQueueArn", "arn:aws:gamelift:us-east-1:000000000000:gamesessionqueue/matchgate-local"),
+];
+
+impl StackConfig {
+    /// Takes the matchmaking configuration, the rule set and the function of every route from a
+    /// SAM template (`infra/template.yaml`), so the local stack runs what deploys.
+    pub fn with_template(mut self, template: &crate::template::LocalTemplate) -> Result<Self, StackError> {
+        if template.route_selection_expression != "$request.body.action" {
+            return Err(StackError::Template(format!(
+                "route selection expression {:?}: the local stack routes on $request.body.action",
+                template.route_selection_expression
+            )));
+        }
+        let c = &template.configuration;
+        self.configuration = MatchmakingConfiguration {
+            name: c.name.clone(),
+            description: c.description.clone(),
+            rule_set_name: template.rule_set_name.clone(),
+            request_timeout_seconds: c.request_timeout_seconds,
+            acceptance_required: c.acceptance_required,
+            acceptance_timeout_seconds: c
+                .acceptance_timeout_seconds
+                .unwrap_or(self.configuration.acceptance_timeout_seconds),
+            flex_match_mode: FlexMatchMode::parse(&c.flex_match_mode)
+                .ok_or_else(|| StackError::Template(format!("FlexMatchMode {:?}", c.flex_match_mode)))?,
+            game_session_queue_arns: c.game_session_queue_arns.clone(),
+            notification_target: c.notification_target.clone(),
+            backfill_mode: c.backfill_mode.clone(),
+            additional_player_count: c.additional_player_count,
+            custom_event_data: c.custom_event_data.clone(),
+            creation_time_ms: 0,
+        };
+        self.rule_set_body = template.rule_set_body.clone();
+        let mut map: BTreeMap<String, String> =
+            template.routes.iter().map(|r| (r.route_key.clone(), r.binary.clone())).collect();
+        for function in template.functions.values() {
+            if function.events.iter().any(|e| e == "SNS") {
+                map.insert(sns::EVENTS_TARGET.to_owned(), function.binary.clone());
+            }
+            if function.events.iter().any(|e| e == "Schedule" || e == "ScheduleV2") {
+                map.insert(crate::embedded::BACKSTOP_TARGET.to_owned(), function.binary.clone());
+            }
+        }
+        self.function_map = map;
+        Ok(self)
+    }
 }
 
 /// Who runs the Lambda functions of the local stack.
@@ -85,6 +139,7 @@ impl Default for StackConfig {
             table_prefix: String::new(),
             functions: Functions::Embedded,
             backstop_every: Duration::from_secs(5),
+            function_map: default_function_map(),
         }
     }
 }
@@ -97,6 +152,8 @@ pub enum StackError {
     GameLift(#[from] crate::gamelift::GameLiftError),
     #[error("seeding the Players table failed: {0}")]
     Seed(#[from] matchgate_lambdas::ports::StoreError),
+    #[error("the template cannot run locally: {0}")]
+    Template(String),
     #[error("running the built Lambda binaries needs --dynamodb-endpoint: they keep their state in DynamoDB")]
     FunctionsNeedDynamoDb,
     #[error(transparent)]
@@ -133,11 +190,9 @@ impl Stack {
         ));
         // What infra/ deploys shows up in the GameLift API as the initial rule set and
         // configuration, exactly as if created through it.
-        let rule_set_name = RuleSet::parse(&config.rule_set_body)?.name().to_owned();
-        let rule_set_name =
-            if rule_set_name.is_empty() { config.configuration.rule_set_name.clone() } else { rule_set_name };
-        engine.create_rule_set(&rule_set_name, &config.rule_set_body)?;
-        engine.create_configuration(MatchmakingConfiguration { rule_set_name, ..config.configuration.clone() })?;
+        RuleSet::parse(&config.rule_set_body)?;
+        engine.create_rule_set(&config.configuration.rule_set_name, &config.rule_set_body)?;
+        engine.create_configuration(config.configuration.clone())?;
 
         let registry = Arc::new(Registry::default());
         let mut settings = config.settings.clone();
@@ -185,13 +240,14 @@ impl Stack {
         let integration: Arc<dyn Integration> = match &config.functions {
             Functions::Embedded => Arc::new(EmbeddedLambdas { deps }),
             Functions::InvokeApi(endpoint) => {
-                Arc::new(InvokeApi::new(endpoint, default_function_map(), DEFAULT_FUNCTION_TIMEOUT))
+                Arc::new(InvokeApi::new(endpoint, config.function_map.clone(), DEFAULT_FUNCTION_TIMEOUT))
             }
             Functions::Binaries(dir) => {
                 let endpoint = config.dynamodb_endpoint.as_ref().ok_or(StackError::FunctionsNeedDynamoDb)?;
                 let env = function_environment(&config, addr, endpoint, &tables);
-                let host =
-                    Arc::new(LambdaHost::start(dir, default_function_map(), &env, DEFAULT_FUNCTION_TIMEOUT).await?);
+                let host = Arc::new(
+                    LambdaHost::start(dir, config.function_map.clone(), &env, DEFAULT_FUNCTION_TIMEOUT).await?,
+                );
                 lambda_host = Some(Arc::clone(&host));
                 host
             }

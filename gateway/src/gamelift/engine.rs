@@ -751,6 +751,11 @@ impl LocalFlexMatch {
         self.publish(configuration, succeeded);
     }
 
+    /// A ticket's status, if the engine knows it.
+    pub fn ticket_status(&self, ticket_id: &str) -> Option<TicketStatus> {
+        self.lock().tickets.get(ticket_id).map(|t| t.status)
+    }
+
     /// DescribeMatchmaking for up to ten tickets; unknown ones are left out, as GameLift does.
     pub fn describe(&self, ticket_ids: &[String]) -> Result<Vec<DescribedTicket>, GameLiftError> {
         if ticket_ids.len() > MAX_DESCRIBE_TICKETS {

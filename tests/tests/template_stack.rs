@@ -1,0 +1,104 @@
+//! The local stack runs what infra/template.yaml deploys: its matchmaking configuration (with
+//! parameter overrides, as `sam deploy --parameter-overrides` takes them) and its rule set.
+
+use std::collections::BTreeMap;
+
+use matchgate_gateway::now_ms;
+use matchgate_gateway::stack::{LOCAL_PARAMETER_DEFAULTS, StackConfig};
+use matchgate_protocol::Push;
+use matchgate_tests::{Client, quiet_config, start_stack_with};
+use serde_json::json;
+
+fn template_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml")
+}
+
+async fn stack_from_template(overrides: &[(&str, &str)]) -> anyhow::Result<matchgate_gateway::stack::Stack> {
+    let mut parameters: BTreeMap<String, String> =
+        LOCAL_PARAMETER_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    parameters.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let template = matchgate_gateway::template::load(&template_path(), &parameters)?;
+    start_stack_with(quiet_config().with_template(&template)?).await
+}
+
+#[tokio::test]
+async fn the_configuration_and_rule_set_come_from_the_template() -> anyhow::Result<()> {
+    let stack = stack_from_template(&[("RequestTimeoutSeconds", "45")]).await?;
+    assert_eq!(stack.configuration.request_timeout_seconds, 45);
+    assert_eq!(stack.configuration.name, "matchgate-default");
+    assert!(stack.configuration.rule_set_name.contains("-rules-"), "{}", stack.configuration.rule_set_name);
+    let rule_sets = stack.engine.describe_rule_sets(std::slice::from_ref(&stack.configuration.rule_set_name))?;
+    let deployed: serde_json::Value = serde_json::from_str(&rule_sets[0].body)?;
+    let file: serde_json::Value = serde_json::from_str(matchgate_gateway::stack::DEFAULT_RULE_SET)?;
+    assert_eq!(deployed, file);
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn acceptance_switched_on_by_a_parameter_is_what_players_get() -> anyhow::Result<()> {
+    let stack = stack_from_template(&[("AcceptanceRequired", "true"), ("AcceptanceTimeoutSeconds", "30")]).await?;
+    assert!(stack.configuration.acceptance_required);
+    let mut alice = Client::connect(&stack, "alice").await?;
+    let mut bob = Client::connect(&stack, "bob").await?;
+    let mut tickets = Vec::new();
+    for c in [&mut alice, &mut bob] {
+        // The template's rule set has a latency rule: both report us-east-1.
+        c.send(json!({"action": "matchmake", "latencyInMs": {"us-east-1": 30}})).await?;
+        let Push::MatchmakingQueued { ticket_id } = c.next_push().await? else { anyhow::bail!("not queued") };
+        c.expect("searching", |p| matches!(p, Push::MatchmakingSearching { .. })).await?;
+        tickets.push(ticket_id);
+    }
+    stack.engine.cycle(now_ms());
+    for (c, ticket) in [(&mut alice, &tickets[0]), (&mut bob, &tickets[1])] {
+        let proposed = c.expect("proposed", |p| matches!(p, Push::PotentialMatchCreated { .. })).await?;
+        assert!(matches!(
+            proposed,
+            Push::PotentialMatchCreated { acceptance_required: true, acceptance_timeout: Some(30), .. }
+        ));
+        c.send(json!({"action": "accept", "ticketId": ticket, "accept": true})).await?;
+    }
+    for c in [&mut alice, &mut bob] {
+        let done = c.expect("succeeded", |p| matches!(p, Push::MatchmakingSucceeded { .. })).await?;
+        assert!(matches!(done, Push::MatchmakingSucceeded { port: Some(_), player_session_id: Some(_), .. }));
+    }
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rejected_match_cancels_the_rejecter_and_returns_the_other_to_searching() -> anyhow::Result<()> {
+    let stack = stack_from_template(&[("AcceptanceRequired", "true"), ("AcceptanceTimeoutSeconds", "30")]).await?;
+    let mut alice = Client::connect(&stack, "alice").await?;
+    let mut bob = Client::connect(&stack, "bob").await?;
+    let mut tickets = Vec::new();
+    for c in [&mut alice, &mut bob] {
+        c.send(json!({"action": "matchmake", "latencyInMs": {"us-east-1": 30}})).await?;
+        let Push::MatchmakingQueued { ticket_id } = c.next_push().await? else { anyhow::bail!("not queued") };
+        c.expect("searching", |p| matches!(p, Push::MatchmakingSearching { .. })).await?;
+        tickets.push(ticket_id);
+    }
+    stack.engine.cycle(now_ms());
+    alice.expect("proposed", |p| matches!(p, Push::PotentialMatchCreated { .. })).await?;
+    bob.expect("proposed", |p| matches!(p, Push::PotentialMatchCreated { .. })).await?;
+    alice.send(json!({"action": "accept", "ticketId": tickets[0], "accept": false})).await?;
+    let ended = alice.expect("cancelled", |p| matches!(p, Push::MatchmakingCancelled { .. })).await?;
+    assert!(matches!(ended, Push::MatchmakingCancelled { ticket_id, .. } if ticket_id == tickets[0]));
+    let completed = bob.expect("completed", |p| matches!(p, Push::AcceptMatchCompleted { .. })).await?;
+    assert!(matches!(completed, Push::AcceptMatchCompleted { acceptance, .. } if acceptance == "Rejected"));
+    // Bob is searching again, and Alice's cancelled ticket cannot be accepted any more.
+    assert!(matches!(
+        bob.status(Some(&tickets[1])).await?,
+        Push::AcceptMatchCompleted { .. } | Push::MatchmakingSearching { .. }
+    ));
+    assert_eq!(stack.engine.ticket_status(&tickets[1]).map(|s| s.as_str()), Some("SEARCHING"));
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[test]
+fn local_defaults_place_on_the_simulated_fleet() {
+    let config = StackConfig::default();
+    assert!(LOCAL_PARAMETER_DEFAULTS.iter().any(|(k, v)| *k == "FlexMatchMode" && *v == "WITH_QUEUE"));
+    assert_eq!(config.configuration.flex_match_mode, matchgate_gateway::gamelift::FlexMatchMode::WithQueue);
+}
