@@ -278,8 +278,10 @@ impl Stack {
             .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));
         let mut stop = shutdown_rx;
+        let limits = config.limits.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            let listener = apigw::GuardedListener::new(listener, limits.max_connections, limits.handshake_timeout);
+            axum::serve(listener, app.into_make_service_with_connect_info::<apigw::Peer>())
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

@@ -6,6 +6,7 @@
 
 mod connections;
 mod event;
+mod listener;
 mod registry;
 mod ws;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 
 pub use connections::management_routes;
 pub use event::EventContext;
+pub use listener::{GuardedListener, Peer};
 pub use registry::{ConnectionHandle, Outbound, PostError, Registry};
 pub use ws::websocket_route;
 
@@ -35,6 +37,19 @@ pub struct Limits {
     /// Bytes tungstenite reads into at a time. Small, so an idle connection stays cheap; larger
     /// messages grow the buffer as needed.
     pub read_buffer_bytes: usize,
+    /// Open connections (HTTP and WebSocket) past which new sockets get a 503. Below the
+    /// process's open-file limit (20,000 here), so descriptors are left for everything else.
+    pub max_connections: usize,
+    /// A connection must complete its upgrade request within this.
+    pub handshake_timeout: Duration,
+    /// Messages per second one connection may send, on average…
+    pub message_rate: u32,
+    /// …with bursts of this many. Past it, messages get `Error {code: RateLimited}`.
+    pub message_burst: u32,
+    /// Messages refused for rate in a row after which the connection is closed (1008).
+    pub abuse_limit: u32,
+    /// `Origin`s allowed to connect (browsers send one); empty allows any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Limits {
@@ -46,6 +61,12 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 3600),
             read_buffer_bytes: 2 * 1024,
+            max_connections: 15_000,
+            handshake_timeout: Duration::from_secs(10),
+            message_rate: 10,
+            message_burst: 20,
+            abuse_limit: 100,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::event::EventContext;
 use super::registry::{ConnectionHandle, Outbound, Registry, new_connection_id};
-use super::{ApiGateway, AuthMode};
+use super::{ApiGateway, AuthMode, Peer};
 use crate::now_ms;
 
 /// Close codes API Gateway uses.
@@ -27,6 +27,44 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 const CLOSE_ABNORMAL: u16 = 1006;
 const CLOSE_NO_STATUS: u16 = 1005;
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+const CLOSE_POLICY_VIOLATION: u16 = 1008;
+
+/// A token bucket: `rate` messages a second on average, bursts of `burst`.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: tokio::time::Instant,
+    refused_in_a_row: u32,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: tokio::time::Instant::now(),
+            refused_in_a_row: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            true
+        } else {
+            self.refused_in_a_row += 1;
+            false
+        }
+    }
+}
 
 /// `GET /{stage}`: the WebSocket API.
 pub fn websocket_route(gateway: Arc<ApiGateway>) -> Router {
@@ -41,7 +79,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 async fn upgrade(
     State(gateway): State<Arc<ApiGateway>>,
     Path(stage): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -53,13 +91,20 @@ async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    if !gateway.limits.allowed_origins.is_empty() {
+        let origin = headers.get(http::header::ORIGIN).and_then(|o| o.to_str().ok());
+        // Browsers always send Origin; native clients may not, and cannot be told apart by it.
+        if origin.is_some_and(|o| !gateway.limits.allowed_origins.iter().any(|a| a == o)) {
+            return refuse(StatusCode::FORBIDDEN, "Forbidden: origin not allowed");
+        }
+    }
     let query = parse_query(raw_query.as_deref().unwrap_or_default());
     let mut context = EventContext {
         api_id: gateway.api_id.clone(),
         stage: gateway.stage.clone(),
         domain_name: headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned(),
         connection_id: new_connection_id(),
-        source_ip: peer.ip(),
+        source_ip: peer.addr.ip(),
         user_agent: headers.get(http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_owned),
         connected_at: now_ms(),
         authorizer: Map::new(),
@@ -101,7 +146,10 @@ async fn upgrade(
         .max_write_buffer_size(limits.max_message_bytes * 2)
         .max_frame_size(limits.max_frame_bytes)
         .max_message_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| run_connection(socket, context, gateway))
+        .on_upgrade(move |socket| {
+            peer.mark_upgraded();
+            run_connection(socket, context, gateway)
+        })
 }
 
 /// `$connect` authorization. The identity it establishes is the only one handlers ever use.
@@ -185,6 +233,7 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
     let max_duration = tokio::time::sleep(limits.max_connection_duration);
     tokio::pin!(idle, max_duration);
     let mut shutdown = gateway.shutdown.clone();
+    let mut rate = RateLimit::new(limits.message_rate, limits.message_burst);
 
     let (code, reason): (u16, String) = loop {
         tokio::select! {
@@ -205,6 +254,19 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
             frame = socket.recv() => {
                 let now = now_ms();
                 match frame {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow() => {
+                        Registry::touch(&handle, now);
+                        if rate.refused_in_a_row >= limits.abuse_limit {
+                            close(&mut socket, CLOSE_POLICY_VIOLATION, "Too many messages").await;
+                            break (CLOSE_POLICY_VIOLATION, "Message rate abuse".into());
+                        }
+                        let push = matchgate_protocol::Push::error(
+                            matchgate_protocol::ErrorCode::RateLimited,
+                            format!("more than {} messages a second; slow down", limits.message_rate),
+                        );
+                        // Refusals are best-effort: a client that floods and does not read gets none.
+                        let _ = handle.tx.try_send(Outbound::Text(push.to_frame()));
+                    }
                     Some(Ok(Message::Text(text))) => {
                         Registry::touch(&handle, now);
                         idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
@@ -226,13 +288,13 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                         let (code, reason) = frame.map(|f| (f.code, f.reason.to_string())).unwrap_or((CLOSE_NO_STATUS, String::new()));
                         break (code, reason);
                     }
-                    Some(Err(e)) => {
-                        if is_capacity_error(e) {
-                            close(&mut socket, CLOSE_MESSAGE_TOO_BIG, "Message too big").await;
-                            break (CLOSE_MESSAGE_TOO_BIG, "Message too big".into());
+                    Some(Err(e)) => match protocol_error(e) {
+                        Some((code, reason)) => {
+                            close(&mut socket, code, reason).await;
+                            break (code, reason.into());
                         }
-                        break (CLOSE_ABNORMAL, String::new());
-                    }
+                        None => break (CLOSE_ABNORMAL, String::new()),
+                    },
                     None => break (CLOSE_ABNORMAL, String::new()),
                 }
             }
@@ -258,13 +320,34 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
     }
 }
 
-fn is_capacity_error(e: axum::Error) -> bool {
+/// The close a protocol error earns, as API Gateway sends it: 1009 for a frame or message over
+/// the limits, 1007 for a text frame that is not UTF-8. `None`: the connection just broke.
+fn protocol_error(e: axum::Error) -> Option<(u16, &'static str)> {
     let inner = e.into_inner();
-    matches!(inner.downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Some((CLOSE_MESSAGE_TOO_BIG, "Message too big")),
+        Some(tungstenite::Error::Utf8(_)) => Some((CLOSE_INVALID_PAYLOAD, "Invalid UTF-8 in a text frame")),
+        Some(tungstenite::Error::Protocol(_)) => Some((1002, "Protocol error")),
+        _ => None,
+    }
 }
 
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sends a close frame, then reads (and drops) what the client still sends until its own
+/// close frame, briefly: closing the socket with unread data would reset it and the client
+/// would never see the close code.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(frame)) = socket.recv().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Routes one frame on `$request.body.action` and invokes the route's integration. A failed

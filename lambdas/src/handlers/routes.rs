@@ -73,6 +73,11 @@ pub async fn default_route(
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let caller = Caller::from_request(&req)?;
+    if req.is_base64_encoded {
+        let message = "binary frames are not supported: send actions as JSON text frames".to_owned();
+        push_error(deps, &caller, ErrorCode::InvalidRequest, message).await?;
+        return Ok(ok());
+    }
     // Parsing here gives the precise reason (not JSON, no action, unknown action).
     let (code, message) = match ClientAction::parse(req.body.as_deref().unwrap_or_default()) {
         Err(e) => (error_code(&e), e.to_string()),

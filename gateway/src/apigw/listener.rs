@@ -1,0 +1,181 @@
+//! The accept loop's guards, as a listener `axum::serve` runs on:
+//!
+//! - a cap on open connections: past it, a new socket gets a plain `503` and is closed, and the
+//!   open ones carry on;
+//! - running out of file descriptors (`EMFILE`/`ENFILE`) does not stall the loop or touch the
+//!   open connections: a spare descriptor is given up for a moment to accept the waiting socket
+//!   and close it at once, so the client is refused instead of left hanging;
+//! - a handshake deadline: a connection that has not completed a request in time (a slow or
+//!   half-sent handshake) is closed. Once upgraded to a WebSocket, the connection's own idle
+//!   and maximum durations take over.
+//!
+//! axum's own `TcpListener` only sleeps on accept errors and has no cap or header deadline,
+//! which is why this is written here.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// After a response, how long an HTTP keep-alive connection may sit before its next request.
+const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+content-length: 45\r\nconnection: close\r\n\r\n{\"message\":\"too many connections, try later\"}";
+
+#[derive(Debug)]
+pub struct GuardedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    handshake_timeout: Duration,
+    /// Held open so that, out of descriptors, one can be freed to accept and refuse a socket.
+    spare: Option<std::fs::File>,
+}
+
+impl GuardedListener {
+    pub fn new(inner: TcpListener, max_connections: usize, handshake_timeout: Duration) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(Semaphore::new(max_connections)),
+            handshake_timeout,
+            spare: std::fs::File::open("/dev/null").ok(),
+        }
+    }
+
+    async fn refuse_without_descriptors(&mut self) {
+        tracing::warn!("out of file descriptors: refusing a new connection; open ones are unaffected");
+        self.spare = None;
+        if let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(50), self.inner.accept()).await {
+            drop(stream);
+        }
+        self.spare = std::fs::File::open("/dev/null").ok();
+        if self.spare.is_none() {
+            // Nothing to give up: wait for connections to close rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    // EMFILE (24) and ENFILE (23): per-process and system-wide descriptor limits.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+impl Listener for GuardedListener {
+    type Io = GuardedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => match Arc::clone(&self.permits).try_acquire_owned() {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        return (GuardedStream::new(stream, permit, self.handshake_timeout), addr);
+                    }
+                    Err(_) => {
+                        tracing::warn!(%addr, "connection cap reached; refusing");
+                        tokio::spawn(async move {
+                            let mut stream = stream;
+                            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSAL)).await;
+                        });
+                    }
+                },
+                Err(e) if out_of_descriptors(&e) => self.refuse_without_descriptors().await,
+                // The peer gave up before we accepted it, or similar: nothing to do.
+                Err(e) => tracing::debug!(error = %e, "accept failed"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection, holding its place under the cap for as long as it is open.
+#[derive(Debug)]
+pub struct GuardedStream {
+    inner: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    upgraded: Arc<AtomicBool>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl GuardedStream {
+    fn new(inner: TcpStream, permit: OwnedSemaphorePermit, handshake_timeout: Duration) -> Self {
+        Self {
+            inner,
+            _permit: permit,
+            upgraded: Arc::new(AtomicBool::new(false)),
+            deadline: Box::pin(tokio::time::sleep(handshake_timeout)),
+        }
+    }
+
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Result<(), io::Error> {
+        if self.upgraded.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "no complete request in time")),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.check_deadline(cx)?;
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !self.upgraded.load(Ordering::Relaxed) {
+            // A response went out: the client's next request gets the keep-alive allowance.
+            self.deadline.as_mut().reset(Instant::now() + HTTP_KEEP_ALIVE);
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The peer of a request, and the switch that lifts the handshake deadline once the
+/// connection is a WebSocket.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    upgraded: Arc<AtomicBool>,
+}
+
+impl Peer {
+    /// The handshake is over: from now on the WebSocket's own timeouts apply.
+    pub fn mark_upgraded(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Connected<IncomingStream<'_, GuardedListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, GuardedListener>) -> Self {
+        Self { addr: *stream.remote_addr(), upgraded: Arc::clone(&stream.io().upgraded) }
+    }
+}
