@@ -103,9 +103,9 @@ struct UpArgs {
     #[arg(long, default_value = matchgate_gateway::issuer::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// The SAM template to run: its matchmaking configuration, rule set and route → function
-    /// map. Skipped, with a warning, when the default path does not exist.
-    #[arg(long, default_value = "infra/template.yaml")]
-    template: PathBuf,
+    /// map [default: infra/template.yaml when it exists, else the built-in configuration].
+    #[arg(long)]
+    template: Option<PathBuf>,
     /// Template parameter overrides, `NAME=VALUE` (as `sam deploy --parameter-overrides`). The
     /// local stack defaults FlexMatchMode=WITH_QUEUE with a local queue ARN: it places matches on
     /// its simulated fleet.
@@ -134,6 +134,30 @@ struct UpArgs {
     /// local Lambda Runtime API. Needs --dynamodb-endpoint.
     #[arg(long, conflicts_with = "lambda_endpoint")]
     lambdas: Option<PathBuf>,
+    /// Most open connections (HTTP and WebSocket); past it new sockets get a 503.
+    #[arg(long, default_value_t = 15_000)]
+    max_connections: usize,
+    /// Idle timeout of a WebSocket connection (API Gateway: 10m).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Maximum duration of a WebSocket connection (API Gateway: 2h).
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    max_connection_duration: Duration,
+    /// Close code sent when the maximum duration is reached.
+    #[arg(long, default_value_t = 1001)]
+    max_duration_close_code: u16,
+    /// Time a client has to complete its upgrade request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// Messages per second per connection (average) before RateLimited errors.
+    #[arg(long, default_value_t = 10)]
+    message_rate: u32,
+    /// Burst of messages per connection allowed above the rate.
+    #[arg(long, default_value_t = 20)]
+    message_burst: u32,
+    /// Allow only this browser Origin (repeatable); by default any.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
     /// Invoke the functions over the Lambda Invoke API at URL (e.g. `cargo lambda watch`'s
     /// http://127.0.0.1:9000).
     #[arg(long)]
@@ -164,23 +188,24 @@ async fn main() -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut config = StackConfig { stage: args.stage.clone(), ..StackConfig::default() };
-    let explicit = args.template.as_os_str() != "infra/template.yaml";
-    if args.template.exists() || explicit {
+    let default_template = PathBuf::from("infra/template.yaml");
+    let template_path = args.template.clone().or_else(|| default_template.exists().then_some(default_template));
+    if let Some(template_path) = &template_path {
         let mut overrides: std::collections::BTreeMap<String, String> =
             matchgate_gateway::stack::LOCAL_PARAMETER_DEFAULTS
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
         overrides.extend(args.parameters.iter().cloned());
-        let template = matchgate_gateway::template::load(&args.template, &overrides)
-            .with_context(|| format!("reading the template {}", args.template.display()))?;
+        let template = matchgate_gateway::template::load(template_path, &overrides)
+            .with_context(|| format!("reading the template {}", template_path.display()))?;
         for warning in &template.warnings {
-            tracing::warn!("{}: {warning}", args.template.display());
+            tracing::warn!("{}: {warning}", template_path.display());
         }
         config = config.with_template(&template)?;
-        tracing::info!(template = %args.template.display(), configuration = config.configuration.name, "running the template");
+        tracing::info!(template = %template_path.display(), configuration = config.configuration.name, "running the template");
     } else {
-        tracing::warn!("no {} here: running the built-in configuration and rule set", args.template.display());
+        tracing::warn!("no infra/template.yaml here: running the built-in configuration and rule set");
     }
     config.auth = match args.auth {
         Auth::None => AuthMode::None,
@@ -202,6 +227,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(timeout) = args.request_timeout {
         config.configuration.request_timeout_seconds = timeout;
     }
+    config.limits = matchgate_gateway::apigw::Limits {
+        max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
+        max_connection_duration: args.max_connection_duration,
+        max_duration_close_code: args.max_duration_close_code,
+        handshake_timeout: args.handshake_timeout,
+        message_rate: args.message_rate,
+        message_burst: args.message_burst,
+        allowed_origins: args.allowed_origins.clone(),
+        ..config.limits
+    };
     config.dynamodb_endpoint = args.dynamodb_endpoint.clone();
     config.table_prefix = args.table_prefix.clone();
     config.functions = match (&args.lambdas, &args.lambda_endpoint) {

@@ -32,8 +32,10 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Closed after this long without a frame from the client (API Gateway: 10 minutes).
     pub idle_timeout: Duration,
-    /// Closed after this long regardless (API Gateway: 2 hours).
+    /// Closed after this long regardless (API Gateway: 2 hours)…
     pub max_connection_duration: Duration,
+    /// …with this close code (API Gateway sends 1001 "Going away").
+    pub max_duration_close_code: u16,
     /// Bytes tungstenite reads into at a time. Small, so an idle connection stays cheap; larger
     /// messages grow the buffer as needed.
     pub read_buffer_bytes: usize,
@@ -60,6 +62,7 @@ impl Default for Limits {
             outbound_queue: 64,
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 3600),
+            max_duration_close_code: 1001,
             read_buffer_bytes: 2 * 1024,
             max_connections: 15_000,
             handshake_timeout: Duration::from_secs(10),

@@ -307,8 +307,8 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                 break (CLOSE_GOING_AWAY, "Server shutting down".into());
             }
             () = &mut max_duration => {
-                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
-                break (CLOSE_GOING_AWAY, "Maximum connection duration reached".into());
+                close(&mut socket, limits.max_duration_close_code, "Going away").await;
+                break (limits.max_duration_close_code, "Maximum connection duration reached".into());
             }
         }
     };
