@@ -18,6 +18,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start-up; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the local stack (the default).
     Up(UpArgs),
