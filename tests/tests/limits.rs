@@ -252,3 +252,14 @@ async fn a_client_that_does_not_read_fills_its_queue_and_gets_429_alone() -> any
     stack.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn permessage_deflate_is_never_negotiated() -> anyhow::Result<()> {
+    let stack = stack_with(Limits::default()).await?;
+    let mut request = format!("{}?playerId=zip", stack.websocket_url()).into_client_request()?;
+    request.headers_mut().insert("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits".parse()?);
+    let (_socket, response) = tokio_tungstenite::connect_async(request).await?;
+    assert!(response.headers().get("sec-websocket-extensions").is_none(), "{:?}", response.headers());
+    stack.shutdown().await;
+    Ok(())
+}
