@@ -56,6 +56,8 @@ pub struct StackConfig {
     pub backstop_every: Duration,
     /// Which function serves which route key, `events` and `backstop` (from the template).
     pub function_map: BTreeMap<String, String>,
+    /// How long a function invocation may run (binaries and Invoke API modes).
+    pub function_timeout: Duration,
 }
 
 /// Template parameters the local stack sets unless told otherwise: it places matches on its
@@ -140,6 +142,7 @@ impl Default for StackConfig {
             functions: Functions::Embedded,
             backstop_every: Duration::from_secs(5),
             function_map: default_function_map(),
+            function_timeout: DEFAULT_FUNCTION_TIMEOUT,
         }
     }
 }
@@ -240,14 +243,13 @@ impl Stack {
         let integration: Arc<dyn Integration> = match &config.functions {
             Functions::Embedded => Arc::new(EmbeddedLambdas { deps }),
             Functions::InvokeApi(endpoint) => {
-                Arc::new(InvokeApi::new(endpoint, config.function_map.clone(), DEFAULT_FUNCTION_TIMEOUT))
+                Arc::new(InvokeApi::new(endpoint, config.function_map.clone(), config.function_timeout))
             }
             Functions::Binaries(dir) => {
                 let endpoint = config.dynamodb_endpoint.as_ref().ok_or(StackError::FunctionsNeedDynamoDb)?;
                 let env = function_environment(&config, addr, endpoint, &tables);
-                let host = Arc::new(
-                    LambdaHost::start(dir, config.function_map.clone(), &env, DEFAULT_FUNCTION_TIMEOUT).await?,
-                );
+                let host =
+                    Arc::new(LambdaHost::start(dir, config.function_map.clone(), &env, config.function_timeout).await?);
                 lambda_host = Some(Arc::clone(&host));
                 host
             }

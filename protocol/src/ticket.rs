@@ -123,11 +123,20 @@ impl TicketState {
                 if self.is_closed(match_id) {
                     return Transition::Ignore("the match was dropped");
                 }
+                let next = if event.acceptance_required == Some(true) { S::RequiresAcceptance } else { S::Placing };
                 match self.status {
-                    S::Queued | S::Searching => {
-                        let next =
-                            if event.acceptance_required == Some(true) { S::RequiresAcceptance } else { S::Placing };
-                        Transition::Advance(self.with(next, match_id))
+                    S::Queued | S::Searching => Transition::Advance(self.with(next, match_id)),
+                    // FlexMatch proposes a ticket for a new match only after its last one was
+                    // dropped: a new proposal that overtook that rejection closes the old match.
+                    S::RequiresAcceptance if match_id.is_some() && self.match_id.as_deref() != match_id => {
+                        let mut advanced = self.with(next, match_id);
+                        if let Some(old) = &self.match_id {
+                            advanced.closed_match_ids.push(old.clone());
+                            if advanced.closed_match_ids.len() > MAX_CLOSED_MATCHES {
+                                advanced.closed_match_ids.remove(0);
+                            }
+                        }
+                        Transition::Advance(advanced)
                     }
                     _ => Transition::Ignore("already in a match"),
                 }
@@ -246,6 +255,21 @@ mod tests {
         let mut created2 = event(E::PotentialMatchCreated, Some("m2"));
         created2.acceptance_required = Some(true);
         assert_eq!(advance(&back, &created2).match_id.as_deref(), Some("m2"));
+    }
+
+    #[test]
+    fn a_new_proposal_that_overtakes_the_rejection_of_the_last_wins() {
+        let mut m1 = event(E::PotentialMatchCreated, Some("m1"));
+        m1.acceptance_required = Some(true);
+        let mut m2 = event(E::PotentialMatchCreated, Some("m2"));
+        m2.acceptance_required = Some(true);
+        let waiting = advance(&advance(&TicketState::new(), &m1), &m2);
+        assert_eq!(waiting.status, TicketStatus::RequiresAcceptance);
+        assert_eq!(waiting.match_id.as_deref(), Some("m2"));
+        // m1's late rejection is about a closed match: it changes nothing.
+        let mut rejected = event(E::AcceptMatchCompleted, Some("m1"));
+        rejected.acceptance = Some("Rejected".into());
+        assert!(matches!(waiting.apply(&rejected), Transition::Ignore(_)));
     }
 
     #[test]

@@ -145,3 +145,49 @@ async fn a_crashed_function_is_reported_and_restarted() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stuck_function_times_out_is_restarted_and_cannot_hang_the_gateway() -> anyhow::Result<()> {
+    // A "function" that takes its invocation from the Runtime API and never answers.
+    let dir = std::env::temp_dir().join(format!("matchgate-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(lambda_dir())? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("mg-") && !name.contains('.') && name != "mg-ping" {
+            let _ = std::os::unix::fs::symlink(&path, dir.join(&name));
+        }
+    }
+    let stuck = dir.join("mg-ping");
+    std::fs::write(
+        &stuck,
+        "#!/usr/bin/env python3\nimport os, time, urllib.request\n\
+         api = os.environ['AWS_LAMBDA_RUNTIME_API']\n\
+         urllib.request.urlopen(f'http://{api}/2018-06-01/runtime/invocation/next').read()\n\
+         time.sleep(3600)\n",
+    )?;
+    std::fs::set_permissions(&stuck, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let dynamodb = DynamoDbLocal::shared().await?;
+    let config = StackConfig {
+        rule_set_body: teams_rule_set(1),
+        dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
+        table_prefix: format!("stuck{}", std::process::id()),
+        functions: Functions::Binaries(dir.clone()),
+        function_timeout: std::time::Duration::from_millis(500),
+        ..quiet_config()
+    };
+    let stack = start_stack_with(config).await?;
+    let mut alice = Client::connect(&stack, "alice").await?;
+    for _ in 0..2 {
+        // Each time: the invocation overruns, the client gets API Gateway's error frame, the
+        // process is killed and a new one takes the next invocation.
+        alice.send(serde_json::json!({"action": "ping"})).await?;
+        let frame: serde_json::Value = serde_json::from_str(&alice.next_text().await?)?;
+        assert_eq!(frame["message"], "Internal server error", "{frame}");
+    }
+    let ticket = alice.matchmake().await?;
+    assert!(ticket.starts_with("ticket-"), "other functions carry on");
+    stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -4,7 +4,10 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 
 use super::{Caller, ok};
 use crate::authorizer;
-use crate::ports::ConnectionRecord;
+use crate::ports::{ConnectionRecord, StoreError};
+
+/// How often marking a ticket abandoned is retried after losing a write race.
+const MAX_MARK_ATTEMPTS: usize = 8;
 use crate::{Deps, HandlerError};
 
 /// Records connection → player and player → connection. Never posts to the new connection:
@@ -67,26 +70,30 @@ pub async fn disconnect(
 async fn player_left(deps: &Deps, player_id: &str) -> Result<(), HandlerError> {
     let Some(player) = deps.players.get(player_id).await? else { return Ok(()) };
     let Some(ticket_id) = player.active_ticket_id else { return Ok(()) };
-    let now = deps.clock.now_ms();
-    let Some(ticket) = deps.tickets.get(&ticket_id, now).await? else { return Ok(()) };
-    if ticket.state.status.is_terminal() {
-        return Ok(());
-    }
-    if deps.settings.disconnect_grace.is_zero() {
-        tracing::info!(player_id, ticket_id, "player left while matchmaking; stopping the ticket");
-        if let Err(e) = deps.matchmaker.stop_matchmaking(&ticket_id).await {
-            tracing::warn!(ticket_id, error = %e, "StopMatchmaking failed");
+    // Read, mark, write conditionally; a lost race (an event or the backstop wrote the ticket
+    // meanwhile) is retried, because the backstop only stops tickets marked here.
+    for _ in 0..MAX_MARK_ATTEMPTS {
+        let now = deps.clock.now_ms();
+        let Some(ticket) = deps.tickets.get(&ticket_id, now).await? else { return Ok(()) };
+        if ticket.state.status.is_terminal() {
+            return Ok(());
         }
-        return Ok(());
+        if deps.settings.disconnect_grace.is_zero() {
+            tracing::info!(player_id, ticket_id, "player left while matchmaking; stopping the ticket");
+            if let Err(e) = deps.matchmaker.stop_matchmaking(&ticket_id).await {
+                tracing::warn!(ticket_id, error = %e, "StopMatchmaking failed");
+            }
+            return Ok(());
+        }
+        let mut marked = ticket.clone();
+        marked.disconnected_at = Some(now);
+        marked.version += 1;
+        marked.backstop_due_at = Some(super::events::next_backstop(deps, &marked, now));
+        match deps.tickets.replace(&marked, ticket.version).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
-    let mut marked = ticket.clone();
-    marked.disconnected_at = Some(now);
-    marked.version += 1;
-    marked.backstop_due_at = Some(super::events::next_backstop(deps, &marked, now));
-    // Losing this race to an event is fine: the backstop still finds the player gone later,
-    // because every event reschedules the ticket within the quiet period.
-    if let Err(e) = deps.tickets.replace(&marked, ticket.version).await {
-        tracing::debug!(ticket_id, error = %e, "could not mark the ticket abandoned");
-    }
-    Ok(())
+    Err(StoreError::ConditionFailed.into())
 }
