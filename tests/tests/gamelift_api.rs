@@ -207,3 +207,77 @@ async fn aws_json_1_1_is_served_too() -> anyhow::Result<()> {
     stack.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unanswered_match_times_out_on_the_matchmakers_clock() -> anyhow::Result<()> {
+    let stack = start_stack(&teams_rule_set(1)).await?;
+    let gl = sdk(&stack);
+    gl.create_matchmaking_configuration()
+        .name("needs-accept")
+        .rule_set_name("matchgate-default")
+        .request_timeout_seconds(300)
+        .acceptance_required(true)
+        .acceptance_timeout_seconds(20)
+        .send()
+        .await?;
+    for (ticket, who) in [("t-yes", "yes"), ("t-silent", "silent")] {
+        gl.start_matchmaking()
+            .configuration_name("needs-accept")
+            .ticket_id(ticket)
+            .players(player(who, 10.0))
+            .send()
+            .await?;
+    }
+    let t0 = now_ms();
+    stack.engine.cycle(t0);
+    gl.accept_match().ticket_id("t-yes").player_ids("yes").acceptance_type(AcceptanceType::Accept).send().await?;
+    // Just before the acceptance timeout nothing changes; at it, the silent ticket is cancelled
+    // and the one that accepted searches again.
+    stack.engine.cycle(t0 + 19_000);
+    assert_eq!(stack.engine.ticket_status("t-silent").map(|s| s.as_str()), Some("REQUIRES_ACCEPTANCE"));
+    stack.engine.cycle(t0 + 20_000);
+    let described = gl.describe_matchmaking().ticket_ids("t-yes").ticket_ids("t-silent").send().await?;
+    let status = |id: &str| {
+        described
+            .ticket_list()
+            .iter()
+            .find(|t| t.ticket_id() == Some(id))
+            .and_then(|t| t.status())
+            .map(|s| s.as_str().to_owned())
+    };
+    assert_eq!(status("t-yes").as_deref(), Some("SEARCHING"));
+    assert_eq!(status("t-silent").as_deref(), Some("CANCELLED"));
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn standalone_matches_report_teams_but_place_nothing() -> anyhow::Result<()> {
+    let stack = start_stack(&teams_rule_set(1)).await?;
+    let gl = sdk(&stack);
+    gl.create_matchmaking_configuration()
+        .name("standalone")
+        .rule_set_name("matchgate-default")
+        .request_timeout_seconds(300)
+        .acceptance_required(false)
+        .flex_match_mode(FlexMatchMode::Standalone)
+        .send()
+        .await?;
+    for (ticket, who) in [("s-1", "one"), ("s-2", "two")] {
+        gl.start_matchmaking()
+            .configuration_name("standalone")
+            .ticket_id(ticket)
+            .players(player(who, 10.0))
+            .send()
+            .await?;
+    }
+    stack.engine.cycle(now_ms());
+    let described = gl.describe_matchmaking().ticket_ids("s-1").ticket_ids("s-2").send().await?;
+    for t in described.ticket_list() {
+        assert_eq!(t.status().map(|s| s.as_str()), Some("COMPLETED"));
+        assert!(t.game_session_connection_info().is_none(), "STANDALONE places no game session");
+        assert!(t.players().iter().all(|p| p.team().is_some()), "but says who is on which team");
+    }
+    stack.shutdown().await;
+    Ok(())
+}
