@@ -1,0 +1,140 @@
+//! A ticket holds up to ten players (a party): every player of every ticket in an event gets
+//! its own push, with its own playerSessionId and team, and nobody else's.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_lambda_events::sns::SnsEvent;
+use matchgate_lambdas::adapters::memory::{ManualClock, MemoryConnections, MemoryPlayers, MemoryTickets};
+use matchgate_lambdas::handlers;
+use matchgate_lambdas::ports::{
+    ConnectionPusher, Matchmaker, MatchmakerError, PlayerStore, PushError, StartMatchmakingRequest, TicketDescription,
+    TicketRecord, TicketStore,
+};
+use matchgate_lambdas::{Deps, Settings};
+use matchgate_protocol::Push;
+use matchgate_protocol::ticket::TicketState;
+use serde_json::json;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, String)>>);
+
+#[async_trait]
+impl ConnectionPusher for Recorder {
+    async fn post_to_connection(&self, connection_id: &str, data: &[u8]) -> Result<(), PushError> {
+        self.0.lock().unwrap().push((connection_id.to_owned(), String::from_utf8_lossy(data).into_owned()));
+        Ok(())
+    }
+}
+
+/// The events handler never calls the matchmaker; this one says so if it ever does.
+struct NoMatchmaker;
+
+#[async_trait]
+impl Matchmaker for NoMatchmaker {
+    async fn start_matchmaking(&self, _: StartMatchmakingRequest) -> Result<(), MatchmakerError> {
+        Err(MatchmakerError::Unavailable("not in this test".into()))
+    }
+    async fn stop_matchmaking(&self, _: &str) -> Result<(), MatchmakerError> {
+        Err(MatchmakerError::Unavailable("not in this test".into()))
+    }
+    async fn accept_match(&self, _: &str, _: &[String], _: bool) -> Result<(), MatchmakerError> {
+        Err(MatchmakerError::Unavailable("not in this test".into()))
+    }
+    async fn describe_matchmaking(&self, _: &[String]) -> Result<Vec<TicketDescription>, MatchmakerError> {
+        Err(MatchmakerError::Unavailable("not in this test".into()))
+    }
+}
+
+fn ticket(id: &str, players: &[&str], now: i64) -> TicketRecord {
+    TicketRecord {
+        ticket_id: id.into(),
+        player_ids: players.iter().map(|p| (*p).to_owned()).collect(),
+        configuration_name: "c".into(),
+        state: TicketState::new(),
+        version: 0,
+        created_at: now,
+        last_event_at: now,
+        results: BTreeMap::new(),
+        applied_event_ids: Vec::new(),
+        backstop_due_at: Some(now + 30_000),
+        disconnected_at: None,
+        expires_at: now / 1000 + 3600,
+    }
+}
+
+#[tokio::test]
+async fn every_player_of_a_party_ticket_gets_its_own_seat() {
+    let now = 1_800_000_000_000;
+    let pusher = Arc::new(Recorder::default());
+    let deps = Deps {
+        connections: Arc::new(MemoryConnections::default()),
+        players: Arc::new(MemoryPlayers::default()),
+        tickets: Arc::new(MemoryTickets::default()),
+        matchmaker: Arc::new(NoMatchmaker),
+        pusher: pusher.clone(),
+        clock: Arc::new(ManualClock::new(now)),
+        settings: Settings::default(),
+    };
+    let party: Vec<String> = (1..=10).map(|n| format!("p{n}")).collect();
+    let party_refs: Vec<&str> = party.iter().map(String::as_str).collect();
+    deps.tickets.create(&ticket("t-party", &party_refs, now)).await.unwrap();
+    deps.tickets.create(&ticket("t-solo", &["solo"], now)).await.unwrap();
+    for p in party.iter().chain(std::iter::once(&"solo".to_owned())) {
+        deps.players.set_connection(p, &format!("conn-{p}")).await.unwrap();
+    }
+    let seat = |p: &str, team: &str| json!({"playerId": p, "playerSessionId": format!("psess-{p}"), "team": team});
+    let party_seats: Vec<_> = party.iter().map(|p| seat(p, "red")).collect();
+    let event = json!({
+        "version": "0", "id": "evt-1", "detail-type": "GameLift Matchmaking Event", "source": "aws.gamelift",
+        "account": "1", "time": "2027-01-15T08:00:00.000Z", "region": "us-east-1",
+        "resources": ["arn:aws:gamelift:us-east-1:1:matchmakingconfiguration/c"],
+        "detail": {
+            "type": "MatchmakingSucceeded", "matchId": "m-1",
+            "tickets": [
+                {"ticketId": "t-party", "players": party_seats},
+                {"ticketId": "t-solo", "players": [seat("solo", "blue")]}
+            ],
+            "gameSessionInfo": {
+                "gameSessionArn": "arn:aws:gamelift:us-east-1::gamesession/fleet-1/gsess-1",
+                "ipAddress": "10.0.0.1", "dnsName": "host", "port": 7777,
+                "players": party.iter().map(|p| seat(p, "red")).chain(std::iter::once(seat("solo", "blue"))).collect::<Vec<_>>()
+            }
+        }
+    });
+    let sns: SnsEvent = serde_json::from_value(json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn:x",
+        "Sns": {"Type": "Notification", "MessageId": "m", "TopicArn": "arn:t", "Subject": null,
+                "Message": event.to_string(), "Timestamp": "2027-01-15T08:00:00.000Z",
+                "SignatureVersion": "1", "Signature": "", "SigningCertUrl": "", "UnsubscribeUrl": "",
+                "MessageAttributes": {}}
+    }]}))
+    .unwrap();
+    handlers::events(sns.clone(), &deps).await.unwrap();
+    // Redelivered: nothing more is pushed.
+    handlers::events(sns, &deps).await.unwrap();
+
+    let pushes = pusher.0.lock().unwrap().clone();
+    assert_eq!(pushes.len(), 11, "one push per player, once");
+    for p in party.iter().chain(std::iter::once(&"solo".to_owned())) {
+        let mine: Vec<&String> = pushes.iter().filter(|(c, _)| *c == format!("conn-{p}")).map(|(_, f)| f).collect();
+        assert_eq!(mine.len(), 1, "{p}");
+        let push: Push = serde_json::from_str(mine[0]).unwrap();
+        let expected_team = if p == "solo" { "blue" } else { "red" };
+        match push {
+            Push::MatchmakingSucceeded { player_session_id, team, port, .. } => {
+                assert_eq!(player_session_id, Some(format!("psess-{p}")));
+                assert_eq!(team.as_deref(), Some(expected_team));
+                assert_eq!(port, Some(7777));
+            }
+            other => panic!("{p}: {other:?}"),
+        }
+        // Nobody's frame carries another player's session.
+        for q in party.iter().filter(|q| *q != p) {
+            assert!(!mine[0].contains(&format!("psess-{q}\"")), "{p} saw {q}'s session");
+        }
+    }
+    let stored = deps.tickets.get("t-party", now).await.unwrap().unwrap();
+    assert_eq!(stored.results.len(), 10, "every party member's result stays on the ticket");
+}
