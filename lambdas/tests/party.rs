@@ -9,8 +9,7 @@ use aws_lambda_events::sns::SnsEvent;
 use matchgate_lambdas::adapters::memory::{ManualClock, MemoryConnections, MemoryPlayers, MemoryTickets};
 use matchgate_lambdas::handlers;
 use matchgate_lambdas::ports::{
-    ConnectionPusher, Matchmaker, MatchmakerError, PlayerStore, PushError, StartMatchmakingRequest, TicketDescription,
-    TicketRecord, TicketStore,
+    ConnectionPusher, Matchmaker, MatchmakerError, PushError, StartMatchmakingRequest, TicketDescription, TicketRecord,
 };
 use matchgate_lambdas::{Deps, Settings};
 use matchgate_protocol::Push;
