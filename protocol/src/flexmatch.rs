@@ -137,6 +137,24 @@ impl MatchmakingEvent {
 }
 
 impl MatchmakingEventDetail {
+    /// A detail of `event_type` with no tickets and no optional fields, to fill in.
+    pub fn new(event_type: MatchmakingEventType) -> Self {
+        Self {
+            event_type,
+            tickets: Vec::new(),
+            match_id: None,
+            game_session_info: None,
+            estimated_wait_millis: None,
+            acceptance_timeout: None,
+            acceptance_required: None,
+            acceptance: None,
+            rule_evaluation_metrics: None,
+            reason: None,
+            message: None,
+            custom_event_data: None,
+        }
+    }
+
     /// This player's own seat in the event: its team and player session ID, looked up first in
     /// `gameSessionInfo.players`, then in the tickets.
     pub fn player(&self, player_id: &str) -> Option<&EventPlayer> {

@@ -196,20 +196,7 @@ mod tests {
     use crate::flexmatch::MatchmakingEventType as E;
 
     fn event(event_type: E, match_id: Option<&str>) -> MatchmakingEventDetail {
-        MatchmakingEventDetail {
-            event_type,
-            tickets: vec![],
-            match_id: match_id.map(Into::into),
-            game_session_info: None,
-            estimated_wait_millis: None,
-            acceptance_timeout: None,
-            acceptance_required: None,
-            acceptance: None,
-            rule_evaluation_metrics: None,
-            reason: None,
-            message: None,
-            custom_event_data: None,
-        }
+        MatchmakingEventDetail { match_id: match_id.map(Into::into), ..MatchmakingEventDetail::new(event_type) }
     }
 
     fn advance(state: &TicketState, e: &MatchmakingEventDetail) -> TicketState {

@@ -862,7 +862,6 @@ fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)]) -> MatchmakingEv
         accepted: None,
     };
     MatchmakingEventDetail {
-        event_type,
         tickets: tickets
             .iter()
             .map(|(id, t)| EventTicket {
@@ -871,19 +870,11 @@ fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)]) -> MatchmakingEv
                 players: t.players.iter().map(|p| seat(t, &p.player_id)).collect(),
             })
             .collect(),
-        match_id: None,
         game_session_info: Some(GameSessionInfo {
             players: tickets.iter().flat_map(|(_, t)| t.players.iter().map(|p| seat(t, &p.player_id))).collect(),
             ..GameSessionInfo::default()
         }),
-        estimated_wait_millis: None,
-        acceptance_timeout: None,
-        acceptance_required: None,
-        acceptance: None,
-        rule_evaluation_metrics: None,
-        reason: None,
-        message: None,
-        custom_event_data: None,
+        ..MatchmakingEventDetail::new(event_type)
     }
 }
 

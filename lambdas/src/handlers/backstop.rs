@@ -125,13 +125,11 @@ pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<Matchm
         region: String::new(),
         resources: Vec::new(),
         detail: MatchmakingEventDetail {
-            event_type,
             tickets: vec![EventTicket {
                 ticket_id: description.ticket_id.clone(),
                 start_time: None,
                 players: players.clone(),
             }],
-            match_id: None,
             game_session_info: Some(GameSessionInfo {
                 game_session_arn: session.map(|g| g.game_session_arn.clone()),
                 ip_address: session.map(|g| g.ip_address.clone()),
@@ -139,14 +137,10 @@ pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<Matchm
                 port: session.map(|g| g.port),
                 players,
             }),
-            estimated_wait_millis: None,
-            acceptance_timeout: None,
             acceptance_required: Some(description.status == TicketStatus::RequiresAcceptance),
-            acceptance: None,
-            rule_evaluation_metrics: None,
             reason: description.status_reason.clone(),
             message: description.status_message.clone(),
-            custom_event_data: None,
+            ..MatchmakingEventDetail::new(event_type)
         },
     })
 }
