@@ -216,7 +216,14 @@ fn runtime_api_routes(function: Arc<Function>) -> Router {
 async fn next_invocation(State(function): State<Arc<Function>>) -> Response {
     let invocation = {
         let mut next = function.next.lock().await;
-        next.recv().await
+        loop {
+            match next.recv().await {
+                // The caller already gave up (its deadline passed while the function was busy or
+                // restarting): running it now would act on a request the client was told failed.
+                Some(i) if i.reply.is_closed() || i.deadline_ms <= crate::now_ms() => continue,
+                other => break other,
+            }
+        }
     };
     let Some(invocation) = invocation else {
         return StatusCode::GONE.into_response();
@@ -286,8 +293,10 @@ impl Integration for LambdaHost {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(IntegrationError::Unavailable(format!("{name} dropped the invocation"))),
             Err(_) => {
-                // Still running, or never picked up: either way the process is not keeping up.
-                if function.in_flight.remove(&request_id).is_some() {
+                // Running past its deadline, or never picked up by a process that is running
+                // nothing (stuck in its init): either way the process is restarted.
+                let overran = function.in_flight.remove(&request_id).is_some();
+                if overran || function.in_flight.is_empty() {
                     function.kill.notify_one();
                 }
                 Err(IntegrationError::Unavailable(format!("{name} timed out after {:?}", function.timeout)))

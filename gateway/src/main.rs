@@ -149,7 +149,7 @@ struct UpArgs {
     #[arg(long, default_value_t = 1001)]
     max_duration_close_code: u16,
     /// Time a client has to complete its upgrade request.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     handshake_timeout: Duration,
     /// Messages per second per connection (average) before RateLimited errors.
     #[arg(long, default_value_t = 10)]

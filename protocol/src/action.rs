@@ -66,7 +66,7 @@ impl ClientAction {
         }
         let action = action.to_owned();
         let parsed: Self = serde_json::from_value(value)
-            .map_err(|e| ActionError::InvalidRequest { action: action.clone(), reason: e.to_string() })?;
+            .map_err(|e| ActionError::InvalidRequest { action: action.clone(), reason: bounded(e.to_string()) })?;
         parsed.validate().map_err(|reason| ActionError::InvalidRequest { action, reason })?;
         Ok(parsed)
     }
@@ -102,6 +102,18 @@ impl ClientAction {
             Self::Ping => "ping",
         }
     }
+}
+
+/// Most characters of a parse error echoed back: serde quotes unknown field names whole, and a
+/// client must not be able to make the server echo its own 128 KB back.
+const MAX_REASON_CHARS: usize = 200;
+
+fn bounded(mut reason: String) -> String {
+    if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
 }
 
 /// GameLift ticket IDs: up to 128 characters of `[a-zA-Z0-9-\.]`.
@@ -172,6 +184,20 @@ mod tests {
             ClientAction::parse(r#"{"action":"status","ticketId":"../etc"}"#),
             Err(ActionError::InvalidRequest { .. })
         ));
+    }
+
+    #[test]
+    fn a_huge_unknown_field_is_not_echoed_back() {
+        let body = format!(r#"{{"action":"ping","{}":1}}"#, "k".repeat(30_000));
+        match ClientAction::parse(&body) {
+            Err(ActionError::InvalidRequest { reason, .. }) => assert!(reason.chars().count() <= MAX_REASON_CHARS + 1),
+            // Unit variants may ignore unknown fields; then nothing is echoed at all.
+            Ok(ClientAction::Ping) => {}
+            other => panic!("{other:?}"),
+        }
+        let body = format!(r#"{{"action":"cancel","ticketId":"t","{}":1}}"#, "k".repeat(30_000));
+        let Err(ActionError::InvalidRequest { reason, .. }) = ClientAction::parse(&body) else { panic!("refused") };
+        assert!(reason.chars().count() <= MAX_REASON_CHARS + 1, "{} chars", reason.len());
     }
 
     #[test]

@@ -158,7 +158,9 @@ impl TicketState {
                     (S::Queued | S::Searching | S::RequiresAcceptance, Some("Accepted")) => {
                         Transition::Advance(self.with(S::Placing, match_id))
                     }
-                    (S::Queued | S::Searching | S::RequiresAcceptance | S::Placing, Some(_)) => {
+                    // A rejection or timeout drops a match still waiting for answers; a match
+                    // already being placed was accepted, whatever a late event claims.
+                    (S::Queued | S::Searching | S::RequiresAcceptance, Some(_)) => {
                         // The match is dropped; tickets that accepted return to searching. FlexMatch
                         // cancels the ones that did not with a MatchmakingCancelled of their own.
                         let mut next = self.with(S::Searching, None);
@@ -257,6 +259,17 @@ mod tests {
         let mut rejected = event(E::AcceptMatchCompleted, Some("m1"));
         rejected.acceptance = Some("Rejected".into());
         assert!(matches!(waiting.apply(&rejected), Transition::Ignore(_)));
+    }
+
+    #[test]
+    fn a_late_acceptance_never_pulls_a_placing_ticket_back() {
+        let placing = advance(&TicketState::new(), &event(E::PotentialMatchCreated, Some("m1")));
+        assert_eq!(placing.status, TicketStatus::Placing);
+        for acceptance in ["Accepted", "Rejected", "TimedOut"] {
+            let mut late = event(E::AcceptMatchCompleted, Some("m1"));
+            late.acceptance = Some(acceptance.into());
+            assert!(matches!(placing.apply(&late), Transition::Ignore(_)), "{acceptance}");
+        }
     }
 
     #[test]

@@ -92,8 +92,12 @@ impl Listener for GuardedListener {
                     }
                 },
                 Err(e) if out_of_descriptors(&e) => self.refuse_without_descriptors().await,
-                // The peer gave up before we accepted it, or similar: nothing to do.
-                Err(e) => tracing::debug!(error = %e, "accept failed"),
+                // The peer gave up before we accepted it, or the kernel is short of memory:
+                // pause briefly rather than spin.
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
     }
@@ -110,6 +114,8 @@ pub struct GuardedStream {
     _permit: OwnedSemaphorePermit,
     upgraded: Arc<AtomicBool>,
     deadline: Pin<Box<Sleep>>,
+    /// A response has been written: the connection is past its handshake.
+    answered: bool,
 }
 
 impl GuardedStream {
@@ -119,6 +125,7 @@ impl GuardedStream {
             _permit: permit,
             upgraded: Arc::new(AtomicBool::new(false)),
             deadline: Box::pin(tokio::time::sleep(handshake_timeout)),
+            answered: false,
         }
     }
 
@@ -136,7 +143,14 @@ impl GuardedStream {
 impl AsyncRead for GuardedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         self.check_deadline(cx)?;
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.answered && buf.filled().len() > before && !self.upgraded.load(Ordering::Relaxed) {
+            // A keep-alive client sending its next request is busy, not idle. Before the first
+            // response no read extends the deadline: the handshake must complete in time.
+            self.deadline.as_mut().reset(Instant::now() + HTTP_KEEP_ALIVE);
+        }
+        read
     }
 }
 
@@ -145,6 +159,7 @@ impl AsyncWrite for GuardedStream {
         let written = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !self.upgraded.load(Ordering::Relaxed) {
             // A response went out: the client's next request gets the keep-alive allowance.
+            self.answered = true;
             self.deadline.as_mut().reset(Instant::now() + HTTP_KEEP_ALIVE);
         }
         written

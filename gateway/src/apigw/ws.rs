@@ -120,7 +120,10 @@ async fn upgrade(
         Ok(response) => {
             let status = response.get("statusCode").and_then(Value::as_u64).unwrap_or(200);
             if !(200..300).contains(&status) {
-                let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::FORBIDDEN);
+                let status = u16::try_from(status)
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::FORBIDDEN);
                 return refuse(status, status.canonical_reason().unwrap_or("Forbidden"));
             }
             // As in AWS, the subprotocol the client gets is the one `$connect` answered with.
@@ -170,7 +173,7 @@ async fn authorize(
                 .get("playerId")
                 .and_then(|v| v.last())
                 .ok_or((StatusCode::UNAUTHORIZED, "Unauthorized: --auth none needs ?playerId=NAME"))?;
-            if !valid_player_id(player_id) {
+            if !matchgate_lambdas::authorizer::valid_player_id(player_id) {
                 return Err((StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
             }
             let mut authorizer = Map::new();
@@ -201,11 +204,6 @@ async fn authorize(
     };
     authorizer.insert("integrationLatency".into(), json!(0));
     Ok(authorizer)
-}
-
-/// Player IDs as GameLift takes them, restricted to characters that are safe in URLs and logs.
-pub fn valid_player_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c))
 }
 
 fn parse_query(raw: &str) -> BTreeMap<String, Vec<String>> {
@@ -247,8 +245,12 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                     Some(Outbound::Binary(data)) => Message::Binary(data),
                     None => break (CLOSE_ABNORMAL, String::new()),
                 };
-                if socket.send(message).await.is_err() {
-                    break (CLOSE_ABNORMAL, "write failed".into());
+                // A client that stops reading must not freeze this loop (and with it the idle and
+                // maximum durations, DELETE and shutdown): a write that cannot finish ends it.
+                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break (CLOSE_ABNORMAL, "write failed".into()),
+                    Err(_) => break (CLOSE_ABNORMAL, "the client stopped reading".into()),
                 }
             }
             frame = socket.recv() => {
@@ -285,6 +287,8 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                         idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                     }
                     Some(Ok(Message::Close(frame))) => {
+                        // tungstenite has queued the reply close frame; send it before dropping.
+                        let _ = tokio::time::timeout(CLOSE_LINGER, futures_util::SinkExt::flush(&mut socket)).await;
                         let (code, reason) = frame.map(|f| (f.code, f.reason.to_string())).unwrap_or((CLOSE_NO_STATUS, String::new()));
                         break (code, reason);
                     }
@@ -332,6 +336,9 @@ fn protocol_error(e: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
+/// How long one frame may take to write before the client is deemed gone.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -339,7 +346,10 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// close frame, briefly: closing the socket with unread data would reset it and the client
 /// would never see the close code.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    if tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await.is_err() {
+        return;
+    }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(frame)) = socket.recv().await {
             if matches!(frame, Message::Close(_)) {

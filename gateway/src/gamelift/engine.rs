@@ -327,9 +327,13 @@ impl LocalFlexMatch {
         Ok(configuration)
     }
 
-    /// DeleteMatchmakingConfiguration.
+    /// DeleteMatchmakingConfiguration: refused while tickets of it are live, which would
+    /// otherwise never match, time out or settle.
     pub fn delete_configuration(&self, name: &str) -> Result<(), GameLiftError> {
         let mut state = self.lock();
+        if state.tickets.values().any(|t| t.configuration_name == name && !t.status.is_terminal()) {
+            return Err(GameLiftError::InvalidRequest(format!("Configuration {name} has live tickets")));
+        }
         state
             .configurations
             .remove(name)
@@ -600,8 +604,12 @@ impl LocalFlexMatch {
         // Forget ended tickets GameLift would no longer describe.
         state.tickets.retain(|_, t| t.end_time_ms.is_none_or(|end| now_ms - end < ENDED_TICKET_RETENTION_MS));
 
-        let configurations: Vec<MatchmakingConfiguration> = state.configurations.values().cloned().collect();
-        for configuration in configurations {
+        // Snapshot each configuration's pool, then match without the lock: a large pool takes
+        // a while, and StartMatchmaking, AcceptMatch and DescribeMatchmaking must not wait for
+        // it. `form_match` re-checks every ticket under the lock, so one that was stopped or
+        // matched meanwhile is never placed twice.
+        let mut pools = Vec::new();
+        for configuration in state.configurations.values() {
             let Some(rule_set) = state.rule_sets.get(&configuration.rule_set_name).map(|r| Arc::clone(&r.parsed))
             else {
                 continue;
@@ -616,12 +624,17 @@ impl LocalFlexMatch {
                     players: t.players.clone(),
                 })
                 .collect();
-            if pool.is_empty() {
-                continue;
+            if !pool.is_empty() {
+                // Arrival order; ties broken by ID so a cycle is deterministic.
+                pool.sort_by(|a, b| a.start_time_ms.cmp(&b.start_time_ms).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
+                pools.push((configuration.clone(), rule_set, pool));
             }
-            // Arrival order; ties broken by ID so a cycle is deterministic.
-            pool.sort_by(|a, b| a.start_time_ms.cmp(&b.start_time_ms).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
-            for proposed in rule_set.find_matches(&pool, now_ms.max(0) as u64) {
+        }
+        drop(state);
+        for (configuration, rule_set, pool) in pools {
+            let proposals = rule_set.find_matches(&pool, now_ms.max(0) as u64);
+            let mut state = self.lock();
+            for proposed in proposals {
                 self.form_match(&mut state, &configuration, proposed, now_ms);
             }
         }
@@ -798,7 +811,12 @@ impl LocalFlexMatch {
                         tokio::time::sleep(interval / 4).await;
                     }
                 }
-                engine.cycle(engine.clock.now_ms());
+                // Matching is CPU work: off the async workers, so sockets keep being served.
+                let cycle = Arc::clone(&engine);
+                let now = engine.clock.now_ms();
+                if let Err(e) = tokio::task::spawn_blocking(move || cycle.cycle(now)).await {
+                    tracing::error!(error = %e, "matchmaking cycle failed");
+                }
             }
         })
     }

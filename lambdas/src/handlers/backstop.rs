@@ -46,8 +46,28 @@ pub async fn backstop(deps: &Deps) -> Result<BackstopReport, HandlerError> {
         }
     }
     let ids: Vec<String> = due.iter().map(|t| t.ticket_id.clone()).collect();
-    for description in deps.matchmaker.describe_matchmaking(&ids).await? {
-        if let Some(event) = event_from(&description, now) {
+    let descriptions = deps.matchmaker.describe_matchmaking(&ids).await?;
+    for description in &descriptions {
+        if let Some(event) = event_from(description, now) {
+            report.advanced += apply_event(&event, deps).await?;
+        }
+    }
+    // A live ticket FlexMatch does not know (its StartMatchmaking never arrived, or it is long
+    // gone) will never hear anything again: it failed.
+    for ticket in due.iter().filter(|t| !descriptions.iter().any(|d| d.ticket_id == t.ticket_id)) {
+        let unknown = TicketDescription {
+            ticket_id: ticket.ticket_id.clone(),
+            status: TicketStatus::Failed,
+            status_reason: Some("TicketNotFound".into()),
+            status_message: Some("FlexMatch does not know this ticket.".into()),
+            players: ticket
+                .player_ids
+                .iter()
+                .map(|p| crate::ports::DescribedPlayer { player_id: p.clone(), team: None, player_session_id: None })
+                .collect(),
+            game_session: None,
+        };
+        if let Some(event) = event_from(&unknown, now) {
             report.advanced += apply_event(&event, deps).await?;
         }
     }

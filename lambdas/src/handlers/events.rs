@@ -39,6 +39,10 @@ pub async fn apply_event(event: &MatchmakingEvent, deps: &Deps) -> Result<usize,
 }
 
 async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str) -> Result<bool, HandlerError> {
+    // What this invocation last tried to write: if a retried write reports a conflict although
+    // its first attempt went through, the ticket then shows this event applied, and the pushes
+    // are still ours to send.
+    let mut attempted: Option<Vec<(String, Push)>> = None;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let now = deps.clock.now_ms();
         let Some(ticket) = deps.tickets.get(ticket_id, now).await? else {
@@ -46,6 +50,10 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             return Ok(false);
         };
         if ticket.applied_event_ids.contains(&event.id) {
+            if let Some(pushes) = attempted {
+                deliver(deps, &pushes).await;
+                return Ok(true);
+            }
             tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
             return Ok(false);
         }
@@ -79,16 +87,24 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             Ok(()) => {
                 // The result is stored before it is pushed: a crash here loses no outcome, and
                 // the client's `status` returns it.
-                for (player_id, push) in &pushes {
-                    push_to_player(deps, player_id, push).await?;
-                }
+                deliver(deps, &pushes).await;
                 return Ok(true);
             }
-            Err(StoreError::ConditionFailed) => continue,
+            Err(StoreError::ConditionFailed) => attempted = Some(pushes),
             Err(e) => return Err(e.into()),
         }
     }
     Err(StoreError::ConditionFailed.into())
+}
+
+/// Pushes to each player; one player's failure (a store read, a throttled post) does not keep
+/// the others from theirs, and every result is on the ticket already.
+async fn deliver(deps: &Deps, pushes: &[(String, Push)]) {
+    for (player_id, push) in pushes {
+        if let Err(e) = push_to_player(deps, player_id, push).await {
+            tracing::warn!(player_id, error = %e, "push not delivered; the result stays on the ticket");
+        }
+    }
 }
 
 /// When the backstop should next look at a live ticket: after the quiet period, or sooner if

@@ -112,10 +112,12 @@ pub async fn matchmake(
     match deps.players.claim_ticket(&caller.player_id, player.active_ticket_id.as_deref(), &ticket_id).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed) => {
-            // Another matchmake of the same player won the race; report its ticket.
             let player = deps.players.get(&caller.player_id).await?.unwrap_or_default();
-            let live = player.active_ticket_id.unwrap_or_default();
-            return conflict(deps, &caller, live).await;
+            // A retried write whose first attempt went through finds its own claim: carry on.
+            if player.active_ticket_id.as_deref() != Some(ticket_id.as_str()) {
+                // Another matchmake of the same player won the race; report its ticket.
+                return conflict(deps, &caller, player.active_ticket_id.unwrap_or_default()).await;
+            }
         }
         Err(e) => return Err(e.into()),
     }
@@ -147,21 +149,30 @@ pub async fn matchmake(
     };
     // Queued goes out first: every later push of this ticket comes from the events handler.
     push_to(deps, &caller.connection_id, &caller.player_id, &queued).await?;
-    if let Err(e) = deps.matchmaker.start_matchmaking(request).await {
-        tracing::warn!(ticket_id, error = %e, "StartMatchmaking failed");
-        let (reason, message) = match &e {
-            MatchmakerError::Rejected(m) => ("InvalidRequest", m.clone()),
-            MatchmakerError::Unavailable(m) => ("ServiceUnavailable", m.clone()),
-        };
-        let failed = Push::MatchmakingFailed { ticket_id: ticket_id.clone(), reason: reason.into(), message };
-        let mut ended = ticket.clone();
-        ended.state = TicketState { status: TicketStatus::Failed, ..TicketState::new() };
-        ended.version = 1;
-        ended.backstop_due_at = None;
-        ended.results.insert(caller.player_id.clone(), failed.clone());
-        // If an event raced us to the ticket, its state wins.
-        let _ = deps.tickets.replace(&ended, 0).await;
-        push_to(deps, &caller.connection_id, &caller.player_id, &failed).await?;
+    match deps.matchmaker.start_matchmaking(request).await {
+        Ok(()) => {}
+        // A retried StartMatchmaking whose first attempt went through: the ticket is live.
+        Err(MatchmakerError::Rejected(m)) if m.contains("already exists") => {}
+        Err(MatchmakerError::Unavailable(m)) => {
+            // Whether FlexMatch took the ticket is unknown: it stays live, and its events or the
+            // backstop (which fails tickets FlexMatch does not know) settle it. Failing it here
+            // could leave a ghost ticket searching in FlexMatch.
+            tracing::warn!(ticket_id, error = m, "StartMatchmaking failed; the backstop will settle the ticket");
+        }
+        Err(MatchmakerError::Rejected(message)) => {
+            tracing::warn!(ticket_id, error = message, "StartMatchmaking refused");
+            let failed =
+                Push::MatchmakingFailed { ticket_id: ticket_id.clone(), reason: "InvalidRequest".into(), message };
+            let mut ended = ticket.clone();
+            ended.state = TicketState { status: TicketStatus::Failed, ..TicketState::new() };
+            ended.version = 1;
+            ended.backstop_due_at = None;
+            ended.results.insert(caller.player_id.clone(), failed.clone());
+            // If an event raced us to the ticket, its state wins and says what happened.
+            if deps.tickets.replace(&ended, 0).await.is_ok() {
+                push_to(deps, &caller.connection_id, &caller.player_id, &failed).await?;
+            }
+        }
     }
     Ok(ok())
 }
