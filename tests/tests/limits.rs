@@ -263,3 +263,37 @@ async fn permessage_deflate_is_never_negotiated() -> anyhow::Result<()> {
     stack.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_not_left_hanging() -> anyhow::Result<()> {
+    let limits = Limits { outbound_queue: 2, write_timeout: Duration::from_millis(300), ..Limits::default() };
+    let stack = stack_with(limits).await?;
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(stack.connections_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+        .build();
+    let sdk = aws_sdk_apigatewaymanagement::Client::from_conf(config);
+    let mut stalled = Client::connect(&stack, "stalled").await?;
+    let id = stalled.connection_id().await?;
+    let payload = "z".repeat(64 * 1024);
+    // Fill the kernel's buffers and the queue; then the writer's deadline passes and the
+    // connection is dropped: @connections answers 410 for it.
+    let mut gone = false;
+    for _ in 0..4_000 {
+        match sdk.post_to_connection().connection_id(&id).data(Blob::new(payload.clone())).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_gone_exception()) => {
+                gone = true;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(gone, "a connection whose client does not read is closed");
+    still_serving(&stack).await?;
+    drop(stalled);
+    stack.shutdown().await;
+    Ok(())
+}

@@ -30,6 +30,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Pushes queued for one connection before @connections answers 429.
     pub outbound_queue: usize,
+    /// How long one frame may take to write; a client that stops reading is disconnected.
+    pub write_timeout: Duration,
     /// Closed after this long without a frame from the client (API Gateway: 10 minutes).
     pub idle_timeout: Duration,
     /// Closed after this long regardless (API Gateway: 2 hours)…
@@ -60,6 +62,7 @@ impl Default for Limits {
             max_frame_bytes: 32 * 1024,
             max_message_bytes: 128 * 1024,
             outbound_queue: 64,
+            write_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 3600),
             max_duration_close_code: 1001,

@@ -247,7 +247,7 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                 };
                 // A client that stops reading must not freeze this loop (and with it the idle and
                 // maximum durations, DELETE and shutdown): a write that cannot finish ends it.
-                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+                match tokio::time::timeout(limits.write_timeout, socket.send(message)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break (CLOSE_ABNORMAL, "write failed".into()),
                     Err(_) => break (CLOSE_ABNORMAL, "the client stopped reading".into()),
@@ -336,9 +336,6 @@ fn protocol_error(e: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
-/// How long one frame may take to write before the client is deemed gone.
-const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -347,7 +344,7 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// would never see the close code.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-    if tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await.is_err() {
+    if tokio::time::timeout(CLOSE_LINGER, socket.send(frame)).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {

@@ -1,5 +1,5 @@
-//! A ticket holds up to ten players (a party): every player of every ticket in an event gets
-//! its own push, with its own playerSessionId and team, and nobody else's.
+//! Handlers driven directly over the in-memory adapters: a party ticket's seats, and the
+//! backstop settling a ticket FlexMatch never heard of.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_lambda_events::sns::SnsEvent;
 use matchgate_lambdas::adapters::memory::{ManualClock, MemoryConnections, MemoryPlayers, MemoryTickets};
 use matchgate_lambdas::handlers;
+use matchgate_lambdas::ports::Clock;
 use matchgate_lambdas::ports::{
     ConnectionPusher, Matchmaker, MatchmakerError, PushError, StartMatchmakingRequest, TicketDescription, TicketRecord,
 };
@@ -27,7 +28,8 @@ impl ConnectionPusher for Recorder {
     }
 }
 
-/// The events handler never calls the matchmaker; this one says so if it ever does.
+/// The events handler never calls the matchmaker; this one says so if it ever does. Its
+/// DescribeMatchmaking knows no ticket, as FlexMatch after a StartMatchmaking that never arrived.
 struct NoMatchmaker;
 
 #[async_trait]
@@ -42,7 +44,7 @@ impl Matchmaker for NoMatchmaker {
         Err(MatchmakerError::Unavailable("not in this test".into()))
     }
     async fn describe_matchmaking(&self, _: &[String]) -> Result<Vec<TicketDescription>, MatchmakerError> {
-        Err(MatchmakerError::Unavailable("not in this test".into()))
+        Ok(Vec::new())
     }
 }
 
@@ -136,4 +138,36 @@ async fn every_player_of_a_party_ticket_gets_its_own_seat() {
     }
     let stored = deps.tickets.get("t-party", now).await.unwrap().unwrap();
     assert_eq!(stored.results.len(), 10, "every party member's result stays on the ticket");
+}
+
+#[tokio::test]
+async fn the_backstop_fails_a_ticket_flexmatch_does_not_know() {
+    let now = 1_800_000_000_000;
+    let pusher = Arc::new(Recorder::default());
+    let clock = Arc::new(ManualClock::new(now));
+    let deps = Deps {
+        connections: Arc::new(MemoryConnections::default()),
+        players: Arc::new(MemoryPlayers::default()),
+        tickets: Arc::new(MemoryTickets::default()),
+        matchmaker: Arc::new(NoMatchmaker),
+        pusher: pusher.clone(),
+        clock: clock.clone(),
+        settings: Settings::default(),
+    };
+    // StartMatchmaking timed out: the ticket is live here, unknown to FlexMatch.
+    deps.tickets.create(&ticket("t-lost", &["ann"], now)).await.unwrap();
+    deps.players.set_connection("ann", "conn-ann").await.unwrap();
+    // Before the quiet period nothing is asked.
+    assert_eq!(handlers::backstop(&deps).await.unwrap().polled, 0);
+    clock.advance(std::time::Duration::from_secs(31));
+    let report = handlers::backstop(&deps).await.unwrap();
+    assert_eq!((report.polled, report.advanced), (1, 1));
+    let stored = deps.tickets.get("t-lost", clock.now_ms()).await.unwrap().unwrap();
+    assert_eq!(stored.state.status, matchgate_protocol::TicketStatus::Failed);
+    let pushes = pusher.0.lock().unwrap().clone();
+    let push: Push = serde_json::from_str(&pushes.last().unwrap().1).unwrap();
+    assert!(matches!(push, Push::MatchmakingFailed { reason, .. } if reason == "TicketNotFound"), "{pushes:?}");
+    // An ended ticket is not polled again.
+    clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(handlers::backstop(&deps).await.unwrap().polled, 0);
 }
