@@ -102,6 +102,16 @@ impl TicketState {
         Self { status, match_id: match_id.map(str::to_owned), closed_match_ids: self.closed_match_ids.clone() }
     }
 
+    /// Remembers a dropped match, forgetting the oldest past [`MAX_CLOSED_MATCHES`].
+    fn close(&mut self, match_id: Option<&str>) {
+        if let Some(m) = match_id {
+            self.closed_match_ids.push(m.to_owned());
+            if self.closed_match_ids.len() > MAX_CLOSED_MATCHES {
+                self.closed_match_ids.remove(0);
+            }
+        }
+    }
+
     fn is_closed(&self, match_id: Option<&str>) -> bool {
         match_id.is_some_and(|m| self.closed_match_ids.iter().any(|c| c == m))
     }
@@ -130,12 +140,7 @@ impl TicketState {
                     // dropped: a new proposal that overtook that rejection closes the old match.
                     S::RequiresAcceptance if match_id.is_some() && self.match_id.as_deref() != match_id => {
                         let mut advanced = self.with(next, match_id);
-                        if let Some(old) = &self.match_id {
-                            advanced.closed_match_ids.push(old.clone());
-                            if advanced.closed_match_ids.len() > MAX_CLOSED_MATCHES {
-                                advanced.closed_match_ids.remove(0);
-                            }
-                        }
+                        advanced.close(self.match_id.as_deref());
                         Transition::Advance(advanced)
                     }
                     _ => Transition::Ignore("already in a match"),
@@ -164,12 +169,7 @@ impl TicketState {
                         // The match is dropped; tickets that accepted return to searching. FlexMatch
                         // cancels the ones that did not with a MatchmakingCancelled of their own.
                         let mut next = self.with(S::Searching, None);
-                        if let Some(m) = match_id {
-                            next.closed_match_ids.push(m.to_owned());
-                            if next.closed_match_ids.len() > MAX_CLOSED_MATCHES {
-                                next.closed_match_ids.remove(0);
-                            }
-                        }
+                        next.close(match_id);
                         Transition::Advance(next)
                     }
                     _ => Transition::Ignore("acceptance already settled"),

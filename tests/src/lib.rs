@@ -168,3 +168,15 @@ pub async fn status_until(client: &mut Client, ticket_id: &str, done: impl Fn(&P
     }
 }
 pub mod dynamodb_local;
+
+/// `aws-sdk-apigatewaymanagement` pointed at the stack's `@connections` API.
+pub fn management_client(stack: &Stack) -> aws_sdk_apigatewaymanagement::Client {
+    use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(stack.connections_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}

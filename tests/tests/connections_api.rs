@@ -1,24 +1,13 @@
 //! The @connections Management API, driven by the real `aws-sdk-apigatewaymanagement`.
 
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use matchgate_protocol::Push;
-use matchgate_tests::{Client, start_stack, teams_rule_set};
-
-fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(config)
-}
+use matchgate_tests::{Client, management_client, start_stack, teams_rule_set};
 
 #[tokio::test]
 async fn post_get_delete_and_gone_through_the_aws_sdk() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let sdk = sdk_client(&stack.connections_endpoint());
+    let sdk = management_client(&stack);
     let mut alice = Client::connect(&stack, "alice").await?;
     let connection_id = alice.connection_id().await?;
     // API Gateway's IDs end in '=', which the SDK URL-encodes: the path must still resolve.
@@ -53,7 +42,7 @@ async fn post_get_delete_and_gone_through_the_aws_sdk() -> anyhow::Result<()> {
 #[tokio::test]
 async fn post_over_128_kb_is_refused_with_413() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let sdk = sdk_client(&stack.connections_endpoint());
+    let sdk = management_client(&stack);
     let mut alice = Client::connect(&stack, "alice").await?;
     let connection_id = alice.connection_id().await?;
     let big = "x".repeat(128 * 1024 + 1);

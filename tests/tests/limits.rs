@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::{SinkExt, StreamExt};
 use matchgate_gateway::apigw::Limits;
 use matchgate_gateway::stack::{Stack, StackConfig};
 use matchgate_protocol::{ErrorCode, Push};
-use matchgate_tests::{Client, quiet_config, start_stack_with, teams_rule_set};
+use matchgate_tests::{Client, management_client, quiet_config, start_stack_with, teams_rule_set};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -215,13 +214,7 @@ async fn only_allowed_origins_may_connect() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_client_that_does_not_read_fills_its_queue_and_gets_429_alone() -> anyhow::Result<()> {
     let stack = stack_with(Limits { outbound_queue: 2, ..Limits::default() }).await?;
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(stack.connections_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .build();
-    let sdk = aws_sdk_apigatewaymanagement::Client::from_conf(config);
+    let sdk = management_client(&stack);
     let mut stalled = Client::connect(&stack, "stalled").await?;
     let stalled_id = stalled.connection_id().await?;
     // From here on the client reads nothing; the kernel's buffers fill, then its queue.
@@ -268,13 +261,7 @@ async fn permessage_deflate_is_never_negotiated() -> anyhow::Result<()> {
 async fn a_client_that_stops_reading_is_disconnected_not_left_hanging() -> anyhow::Result<()> {
     let limits = Limits { outbound_queue: 2, write_timeout: Duration::from_millis(300), ..Limits::default() };
     let stack = stack_with(limits).await?;
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(stack.connections_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .build();
-    let sdk = aws_sdk_apigatewaymanagement::Client::from_conf(config);
+    let sdk = management_client(&stack);
     let mut stalled = Client::connect(&stack, "stalled").await?;
     let id = stalled.connection_id().await?;
     let payload = "z".repeat(64 * 1024);

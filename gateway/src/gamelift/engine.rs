@@ -432,9 +432,7 @@ impl LocalFlexMatch {
         if ticket.status.is_terminal() || ticket.status == TicketStatus::Placing {
             return Ok(());
         }
-        let pending =
-            state.pending.iter().find(|(_, p)| p.ticket_ids.iter().any(|t| t == ticket_id)).map(|(m, _)| m.clone());
-        if let Some(match_id) = pending {
+        if let Some(match_id) = pending_match_of(&state, ticket_id) {
             // A ticket leaving a proposed match drops it, as a rejection would.
             let players = state_players(&state.tickets, ticket_id);
             if let Some(p) = state.pending.get_mut(&match_id) {
@@ -494,9 +492,7 @@ impl LocalFlexMatch {
         if let Some(p) = player_ids.iter().find(|p| !ticket.players.iter().any(|q| q.player_id == **p)) {
             return Err(GameLiftError::InvalidRequest(format!("Player {p} is not in ticket {ticket_id}")));
         }
-        let Some(match_id) =
-            state.pending.iter().find(|(_, p)| p.ticket_ids.iter().any(|t| t == ticket_id)).map(|(m, _)| m.clone())
-        else {
+        let Some(match_id) = pending_match_of(&state, ticket_id) else {
             return Err(GameLiftError::InvalidRequest(format!("Ticket {ticket_id} has no proposed match")));
         };
         let pending = state.pending.get_mut(&match_id).expect("found above");
@@ -836,6 +832,11 @@ pub struct DescribedTicket {
     pub players: Vec<Player>,
     pub teams: BTreeMap<String, String>,
     pub game_session: Option<GameSession>,
+}
+
+/// The proposed match a ticket is waiting in, if any.
+fn pending_match_of(state: &EngineState, ticket_id: &str) -> Option<String> {
+    state.pending.iter().find(|(_, p)| p.ticket_ids.iter().any(|t| t == ticket_id)).map(|(m, _)| m.clone())
 }
 
 fn state_players(tickets: &HashMap<String, EngineTicket>, ticket_id: &str) -> Vec<String> {
