@@ -108,6 +108,12 @@ pub struct TicketRecord {
 /// attempt, so this covers every redelivery FlexMatch and SNS make in a ticket's life.
 pub const MAX_APPLIED_EVENT_IDS: usize = 32;
 
+/// Whether a row whose TTL attribute is `expires_at_s` (epoch seconds) is still live at `now_ms`.
+/// DynamoDB deletes expired items up to two days late, so every read filters them with this.
+pub fn is_live(expires_at_s: i64, now_ms: i64) -> bool {
+    expires_at_s.saturating_mul(1000) > now_ms
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A conditional write lost a race, or its precondition does not hold.

@@ -33,7 +33,7 @@ use matchgate_protocol::ticket::TicketState;
 
 use crate::ports::{
     AttributeValue, ConnectionRecord, ConnectionStore, PlayerAttributes, PlayerRecord, PlayerStore, Role, StoreError,
-    TicketRecord, TicketStore,
+    TicketRecord, TicketStore, is_live,
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -493,11 +493,6 @@ impl Fields<'_> {
             Some(_) => Err(malformed(self.table, name, "is not a list")),
         }
     }
-}
-
-/// TTL: an item is live until the second in `expiresAt`, exactly as the in-memory adapter says.
-fn is_live(expires_at_s: i64, now_ms: i64) -> bool {
-    expires_at_s.saturating_mul(1000) > now_ms
 }
 
 // ------------------------------------------------------------------------------------------------

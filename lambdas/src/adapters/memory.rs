@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::ports::{
     Clock, ConnectionRecord, ConnectionStore, PlayerAttributes, PlayerRecord, PlayerStore, StoreError, TicketRecord,
-    TicketStore,
+    TicketStore, is_live,
 };
 
 /// Locks a table. A poisoned lock means a panic mid-write in another task; the maps hold plain
@@ -31,7 +31,7 @@ impl ConnectionStore for MemoryConnections {
     }
 
     async fn get(&self, connection_id: &str, now_ms: i64) -> Result<Option<ConnectionRecord>, StoreError> {
-        Ok(lock(&self.rows).get(connection_id).filter(|c| c.expires_at * 1000 > now_ms).cloned())
+        Ok(lock(&self.rows).get(connection_id).filter(|c| is_live(c.expires_at, now_ms)).cloned())
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
@@ -114,7 +114,7 @@ impl TicketStore for MemoryTickets {
     }
 
     async fn get(&self, ticket_id: &str, now_ms: i64) -> Result<Option<TicketRecord>, StoreError> {
-        Ok(lock(&self.rows).get(ticket_id).filter(|t| t.expires_at * 1000 > now_ms).cloned())
+        Ok(lock(&self.rows).get(ticket_id).filter(|t| is_live(t.expires_at, now_ms)).cloned())
     }
 
     async fn replace(&self, ticket: &TicketRecord, expected_version: u64) -> Result<(), StoreError> {
@@ -132,7 +132,7 @@ impl TicketStore for MemoryTickets {
         let rows = lock(&self.rows);
         let mut due: Vec<TicketRecord> = rows
             .values()
-            .filter(|t| t.expires_at * 1000 > now_ms && t.backstop_due_at.is_some_and(|d| d <= now_ms))
+            .filter(|t| is_live(t.expires_at, now_ms) && t.backstop_due_at.is_some_and(|d| d <= now_ms))
             .cloned()
             .collect();
         due.sort_by_key(|t| (t.backstop_due_at, t.ticket_id.clone()));
