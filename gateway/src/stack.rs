@@ -240,6 +240,7 @@ impl Stack {
             deps.players.put_attributes(player_id, attributes).await?;
         }
         let mut lambda_host = None;
+        let mut internal_listener = None;
         let integration: Arc<dyn Integration> = match &config.functions {
             Functions::Embedded => Arc::new(EmbeddedLambdas { deps }),
             Functions::InvokeApi(endpoint) => {
@@ -247,7 +248,11 @@ impl Stack {
             }
             Functions::Binaries(dir) => {
                 let endpoint = config.dynamodb_endpoint.as_ref().ok_or(StackError::FunctionsNeedDynamoDb)?;
-                let env = function_environment(&config, addr, endpoint, &tables);
+                // The functions reach @connections and GameLift on a listener of their own, so
+                // the client connection cap never turns away the stack's own traffic.
+                let internal = TcpListener::bind("127.0.0.1:0").await?;
+                let env = function_environment(&config, internal.local_addr()?, endpoint, &tables);
+                internal_listener = Some(internal);
                 let host =
                     Arc::new(LambdaHost::start(dir, config.function_map.clone(), &env, config.function_timeout).await?);
                 lambda_host = Some(Arc::clone(&host));
@@ -279,6 +284,15 @@ impl Stack {
             .merge(apigw::management_routes(Arc::clone(&gateway)))
             .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));
+        let mut tasks = tasks;
+        if let Some(internal) = internal_listener {
+            let internal_app = Router::new()
+                .merge(apigw::management_routes(Arc::clone(&gateway)))
+                .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)));
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(internal, internal_app).await;
+            }));
+        }
         let mut stop = shutdown_rx;
         let limits = config.limits.clone();
         let server = tokio::spawn(async move {
