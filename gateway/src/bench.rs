@@ -63,7 +63,7 @@ pub async fn idle(connections: usize, exe: Option<PathBuf>) -> anyhow::Result<()
     };
     let port = free_port()?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["up", "--port", &port.to_string()])
+        .args(["up", "--auth", "none", "--port", &port.to_string()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)

@@ -113,7 +113,8 @@ pub struct GuardedStream {
     inner: TcpStream,
     _permit: OwnedSemaphorePermit,
     upgraded: Arc<AtomicBool>,
-    deadline: Pin<Box<Sleep>>,
+    /// Dropped once the connection is a WebSocket, so an idle socket does not keep a timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// A response has been written: the connection is past its handshake.
     answered: bool,
 }
@@ -124,18 +125,25 @@ impl GuardedStream {
             inner,
             _permit: permit,
             upgraded: Arc::new(AtomicBool::new(false)),
-            deadline: Box::pin(tokio::time::sleep(handshake_timeout)),
+            deadline: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
             answered: false,
         }
     }
 
     fn check_deadline(&mut self, cx: &mut Context<'_>) -> Result<(), io::Error> {
         if self.upgraded.load(Ordering::Relaxed) {
+            self.deadline = None;
             return Ok(());
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "no complete request in time")),
-            Poll::Pending => Ok(()),
+        match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Err(io::Error::new(io::ErrorKind::TimedOut, "no complete request in time")),
+            _ => Ok(()),
+        }
+    }
+
+    fn extend_deadline(&mut self) {
+        if let Some(deadline) = self.deadline.as_mut() {
+            deadline.as_mut().reset(Instant::now() + HTTP_KEEP_ALIVE);
         }
     }
 }
@@ -148,7 +156,7 @@ impl AsyncRead for GuardedStream {
         if self.answered && buf.filled().len() > before && !self.upgraded.load(Ordering::Relaxed) {
             // A keep-alive client sending its next request is busy, not idle. Before the first
             // response no read extends the deadline: the handshake must complete in time.
-            self.deadline.as_mut().reset(Instant::now() + HTTP_KEEP_ALIVE);
+            self.extend_deadline();
         }
         read
     }
@@ -160,7 +168,7 @@ impl AsyncWrite for GuardedStream {
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !self.upgraded.load(Ordering::Relaxed) {
             // A response went out: the client's next request gets the keep-alive allowance.
             self.answered = true;
-            self.deadline.as_mut().reset(Instant::now() + HTTP_KEEP_ALIVE);
+            self.extend_deadline();
         }
         written
     }

@@ -236,7 +236,7 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
     let (code, reason): (u16, String) = loop {
         tokio::select! {
             () = handle.close_requested.notified() => {
-                close(&mut socket, CLOSE_NORMAL, "Connection closed").await;
+                Box::pin(close(&mut socket, CLOSE_NORMAL, "Connection closed")).await;
                 break (CLOSE_NORMAL, "Connection closed by the @connections API".into());
             }
             out = rx.recv() => {
@@ -247,7 +247,9 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                 };
                 // A client that stops reading must not freeze this loop (and with it the idle and
                 // maximum durations, DELETE and shutdown): a write that cannot finish ends it.
-                match tokio::time::timeout(limits.write_timeout, socket.send(message)).await {
+                // Boxed, as every future awaited only now and then: the connection task is as
+                // large as its largest await, and it sits in memory for every idle connection.
+                match Box::pin(tokio::time::timeout(limits.write_timeout, socket.send(message))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break (CLOSE_ABNORMAL, "write failed".into()),
                     Err(_) => break (CLOSE_ABNORMAL, "the client stopped reading".into()),
@@ -259,7 +261,7 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                     Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow() => {
                         Registry::touch(&handle, now);
                         if rate.refused_in_a_row >= limits.abuse_limit {
-                            close(&mut socket, CLOSE_POLICY_VIOLATION, "Too many messages").await;
+                            Box::pin(close(&mut socket, CLOSE_POLICY_VIOLATION, "Too many messages")).await;
                             break (CLOSE_POLICY_VIOLATION, "Message rate abuse".into());
                         }
                         let push = matchgate_protocol::Push::error(
@@ -288,13 +290,13 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                     }
                     Some(Ok(Message::Close(frame))) => {
                         // tungstenite has queued the reply close frame; send it before dropping.
-                        let _ = tokio::time::timeout(CLOSE_LINGER, futures_util::SinkExt::flush(&mut socket)).await;
+                        let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, futures_util::SinkExt::flush(&mut socket))).await;
                         let (code, reason) = frame.map(|f| (f.code, f.reason.to_string())).unwrap_or((CLOSE_NO_STATUS, String::new()));
                         break (code, reason);
                     }
                     Some(Err(e)) => match protocol_error(e) {
                         Some((code, reason)) => {
-                            close(&mut socket, code, reason).await;
+                            Box::pin(close(&mut socket, code, reason)).await;
                             break (code, reason.into());
                         }
                         None => break (CLOSE_ABNORMAL, String::new()),
@@ -303,15 +305,15 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
                 }
             }
             () = &mut idle => {
-                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                Box::pin(close(&mut socket, CLOSE_GOING_AWAY, "Going away")).await;
                 break (CLOSE_GOING_AWAY, "Idle timeout".into());
             }
             _ = shutdown.changed() => {
-                close(&mut socket, CLOSE_GOING_AWAY, "Going away").await;
+                Box::pin(close(&mut socket, CLOSE_GOING_AWAY, "Going away")).await;
                 break (CLOSE_GOING_AWAY, "Server shutting down".into());
             }
             () = &mut max_duration => {
-                close(&mut socket, limits.max_duration_close_code, "Going away").await;
+                Box::pin(close(&mut socket, limits.max_duration_close_code, "Going away")).await;
                 break (limits.max_duration_close_code, "Maximum connection duration reached".into());
             }
         }
