@@ -48,6 +48,19 @@ impl Matchmaker for NoMatchmaker {
     }
 }
 
+/// The in-memory adapters, recording pushes, on a clock the test moves.
+fn memory_deps(pusher: &Arc<Recorder>, clock: Arc<ManualClock>) -> Deps {
+    Deps {
+        connections: Arc::new(MemoryConnections::default()),
+        players: Arc::new(MemoryPlayers::default()),
+        tickets: Arc::new(MemoryTickets::default()),
+        matchmaker: Arc::new(NoMatchmaker),
+        pusher: pusher.clone(),
+        clock,
+        settings: Settings::default(),
+    }
+}
+
 fn ticket(id: &str, players: &[&str], now: i64) -> TicketRecord {
     TicketRecord {
         ticket_id: id.into(),
@@ -69,15 +82,7 @@ fn ticket(id: &str, players: &[&str], now: i64) -> TicketRecord {
 async fn every_player_of_a_party_ticket_gets_its_own_seat() {
     let now = 1_800_000_000_000;
     let pusher = Arc::new(Recorder::default());
-    let deps = Deps {
-        connections: Arc::new(MemoryConnections::default()),
-        players: Arc::new(MemoryPlayers::default()),
-        tickets: Arc::new(MemoryTickets::default()),
-        matchmaker: Arc::new(NoMatchmaker),
-        pusher: pusher.clone(),
-        clock: Arc::new(ManualClock::new(now)),
-        settings: Settings::default(),
-    };
+    let deps = memory_deps(&pusher, Arc::new(ManualClock::new(now)));
     let party: Vec<String> = (1..=10).map(|n| format!("p{n}")).collect();
     let party_refs: Vec<&str> = party.iter().map(String::as_str).collect();
     deps.tickets.create(&ticket("t-party", &party_refs, now)).await.unwrap();
@@ -145,15 +150,7 @@ async fn the_backstop_fails_a_ticket_flexmatch_does_not_know() {
     let now = 1_800_000_000_000;
     let pusher = Arc::new(Recorder::default());
     let clock = Arc::new(ManualClock::new(now));
-    let deps = Deps {
-        connections: Arc::new(MemoryConnections::default()),
-        players: Arc::new(MemoryPlayers::default()),
-        tickets: Arc::new(MemoryTickets::default()),
-        matchmaker: Arc::new(NoMatchmaker),
-        pusher: pusher.clone(),
-        clock: clock.clone(),
-        settings: Settings::default(),
-    };
+    let deps = memory_deps(&pusher, clock.clone());
     // StartMatchmaking timed out: the ticket is live here, unknown to FlexMatch.
     deps.tickets.create(&ticket("t-lost", &["ann"], now)).await.unwrap();
     deps.players.set_connection("ann", "conn-ann").await.unwrap();

@@ -43,9 +43,8 @@ async fn acceptance_switched_on_by_a_parameter_is_what_players_get() -> anyhow::
     let mut bob = Client::connect(&stack, "bob").await?;
     let mut tickets = Vec::new();
     for c in [&mut alice, &mut bob] {
-        // The template's rule set has a latency rule: both report us-east-1.
-        c.send(json!({"action": "matchmake", "latencyInMs": {"us-east-1": 30}})).await?;
-        let Push::MatchmakingQueued { ticket_id } = c.next_push().await? else { anyhow::bail!("not queued") };
+        // The template's rule set has a latency rule: `matchmake` reports us-east-1.
+        let ticket_id = c.matchmake().await?;
         c.expect("searching", |p| matches!(p, Push::MatchmakingSearching { .. })).await?;
         tickets.push(ticket_id);
     }
@@ -73,8 +72,7 @@ async fn a_rejected_match_cancels_the_rejecter_and_returns_the_other_to_searchin
     let mut bob = Client::connect(&stack, "bob").await?;
     let mut tickets = Vec::new();
     for c in [&mut alice, &mut bob] {
-        c.send(json!({"action": "matchmake", "latencyInMs": {"us-east-1": 30}})).await?;
-        let Push::MatchmakingQueued { ticket_id } = c.next_push().await? else { anyhow::bail!("not queued") };
+        let ticket_id = c.matchmake().await?;
         c.expect("searching", |p| matches!(p, Push::MatchmakingSearching { .. })).await?;
         tickets.push(ticket_id);
     }
