@@ -1,7 +1,7 @@
 //! DynamoDB adapters for the storage ports: the `Connections`, `Players` and `Tickets` tables of
 //! DESIGN.md, as `infra/template.yaml` defines them.
 //!
-//! The in-memory adapters define the semantics and the conformance suite (tests/tests/conformance.rs)
+//! The in-memory adapters define the semantics and the conformance suite (tests/tests/e2e/conformance.rs)
 //! holds both to them against DynamoDB Local. The calls stay within what the template's IAM policies
 //! grant each function:
 //! - `Connections`: PutItem, GetItem, DeleteItem.

@@ -3,7 +3,7 @@
 //! Local; then the same scenario with the handlers in-process over the same DynamoDB adapters.
 //!
 //! The binaries are built by `scripts/test.sh` (`cargo test --workspace --all-targets` builds
-//! every bin); run `cargo build -p matchgate-lambdas --bins` first when running this file alone.
+//! every bin); run `cargo build -p matchgate-lambdas --bins` first when running these tests alone.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
