@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use matchgate_flexmatch::{RuleSet, Strategy};
+use matchgate_flexmatch::{BatchingPreference, RuleSet, Strategy};
 
 const T0: u64 = 1_000_000;
 
@@ -19,7 +19,7 @@ fn every_fixture_validates() {
         assert_eq!(RuleSet::validate_all(&body), vec![], "{}", path.display());
         count += 1;
     }
-    assert!(count >= 10);
+    assert!(count >= 11);
 }
 
 // Example 1: two teams with evenly matched players.
@@ -305,6 +305,160 @@ fn example7_minimum_relaxes_after_150_seconds() {
     let matches = rs.find_matches(&pool, T0 + 150 * SECOND);
     assert_eq!(matches.len(), 1);
     assert_eq!(team(&matches[0], "Marauders").len(), 60);
+}
+
+// Example 8: a multi-team large match. The fixture is the documented rule set as published:
+// its prose asks for a 200 ms latency limit but its JSON says `"maxLatency": 150`, so the tests
+// below only use latencies on which both agree (120 ms or less passes, over 200 ms fails).
+
+const MONSTER_KILLS: &str = "monster-kills";
+
+/// A monster-hunters player; `kills: None` leaves the balanced attribute to its default of 5.
+fn mh_player(id: &str, start: u64, kills: Option<f64>, latency: &[(&str, u32)]) -> matchgate_flexmatch::Ticket {
+    match kills {
+        Some(k) => solo(id, start, &[(MONSTER_KILLS, n(k))], latency),
+        None => solo(id, start, &[], latency),
+    }
+}
+
+/// `count` players who all entered matchmaking at `start`, fastest in us-east-1.
+fn mh_pool(count: usize, start: u64) -> Vec<matchgate_flexmatch::Ticket> {
+    (0..count).map(|i| mh_player(&format!("p{i:03}"), start, None, &[("us-east-1", 40), ("eu-west-1", 120)])).collect()
+}
+
+fn hunter_names() -> Vec<String> {
+    (1..=10).map(|i| format!("Hunters{i}")).collect()
+}
+
+/// (Monsters size, sizes of Hunters1..Hunters10).
+fn mh_sizes(m: &matchgate_flexmatch::ProposedMatch) -> (usize, Vec<usize>) {
+    (team(m, "Monsters").len(), hunter_names().iter().map(|h| team(m, h).len()).collect())
+}
+
+#[test]
+fn example8_quantity_makes_ten_hunter_teams_and_one_monster_team() {
+    let rs = fixture("example8_multi_team_large_match.json");
+    let mut expected = vec!["Monsters".to_string()];
+    expected.extend(hunter_names());
+    let names: Vec<_> = rs.teams().iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names, expected);
+    assert!(rs.teams()[1..].iter().all(|t| (t.min_players, t.max_players) == (12, 15)));
+    assert_eq!((rs.teams()[0].min_players, rs.teams()[0].max_players), (5, 5));
+    // 10 x 15 hunters + 5 monsters.
+    assert_eq!(rs.max_players(), 155);
+    assert!(rs.is_large_match());
+    let algorithm = rs.algorithm();
+    assert_eq!(algorithm.strategy, Strategy::Balanced);
+    assert_eq!(algorithm.batching_preference, BatchingPreference::FastestRegion);
+    assert_eq!(algorithm.balanced_attribute.as_deref(), Some(MONSTER_KILLS));
+}
+
+#[test]
+fn example8_a_full_pool_fills_every_team_and_balances_kills() {
+    let rs = fixture("example8_multi_team_large_match.json");
+    // Half the players report their kills; the rest count as the default 5.
+    let pool: Vec<_> = (0..160)
+        .map(|i| {
+            let kills = (i % 2 == 0).then_some((i % 23) as f64);
+            mh_player(&format!("p{i:03}"), T0 + i as u64, kills, &[("us-east-1", 40)])
+        })
+        .collect();
+    let matches = rs.find_matches(&pool, T0 + SECOND);
+    assert_eq!(matches.len(), 1);
+    let m = &matches[0];
+    assert_eq!(mh_sizes(m), (5, vec![15; 10]));
+    // The 5 youngest tickets wait.
+    assert!(all_players(m).iter().all(|p| p[1..].parse::<usize>().unwrap() < 155));
+    let kills_of = |id: &String| {
+        let i: usize = id[1..].parse().unwrap();
+        if i.is_multiple_of(2) { (i % 23) as f64 } else { 5.0 }
+    };
+    let averages: Vec<f64> =
+        hunter_names().iter().map(|h| team(m, h).iter().map(kills_of).sum::<f64>() / 15.0).collect();
+    let spread = averages.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - averages.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(spread < 1.0, "hunter teams' average kills {averages:?}");
+}
+
+#[test]
+fn example8_fills_teams_below_minimum_first_then_most_open_slots() {
+    let rs = fixture("example8_multi_team_large_match.json");
+    // Before any expansion: hunters to 10 each (100), then 2 each to all eleven teams (122),
+    // hunters now at their minimum of 12 and the monsters at 2, so the next 3 go to the
+    // monsters: 125 is the smallest match.
+    assert!(rs.find_matches(&mh_pool(124, T0), T0 + SECOND).is_empty());
+    let matches = rs.find_matches(&mh_pool(125, T0), T0 + SECOND);
+    assert_eq!(matches.len(), 1);
+    assert_eq!(mh_sizes(&matches[0]), (5, vec![12; 10]));
+    // The monsters are full; the next players go to the hunters in turn, which stay within one
+    // player of each other.
+    let matches = rs.find_matches(&mh_pool(140, T0), T0 + SECOND);
+    assert_eq!(matches.len(), 1);
+    let (monsters, hunters) = mh_sizes(&matches[0]);
+    assert_eq!(monsters, 5);
+    assert_eq!(hunters.iter().sum::<usize>(), 135);
+    assert!(hunters.iter().all(|&h| h == 13 || h == 14), "{hunters:?}");
+}
+
+#[test]
+fn example8_hunter_minimum_relaxes_for_all_ten_teams() {
+    let rs = fixture("example8_multi_team_large_match.json");
+    // 105 = 10 hunters on each of ten teams + 5 monsters: enough only once minPlayers is 10.
+    let pool = mh_pool(105, T0);
+    assert!(rs.find_matches(&pool, T0 + 15 * SECOND - 1).is_empty());
+    let matches = rs.find_matches(&pool, T0 + 15 * SECOND);
+    assert_eq!(matches.len(), 1);
+    assert_eq!(mh_sizes(&matches[0]), (5, vec![10; 10]));
+    // 85 = 8 x 10 + 5: only after the 20-second step.
+    let pool = mh_pool(85, T0);
+    assert!(rs.find_matches(&pool, T0 + 20 * SECOND - 1).is_empty());
+    let matches = rs.find_matches(&pool, T0 + 20 * SECOND);
+    assert_eq!(matches.len(), 1);
+    assert_eq!(mh_sizes(&matches[0]), (5, vec![8; 10]));
+    // The monster team is not relaxed: 84 players never make 8 x 10 + 5.
+    assert!(rs.find_matches(&mh_pool(84, T0), T0 + 60 * SECOND).is_empty());
+}
+
+#[test]
+fn example8_latency_over_200_ms_is_never_acceptable() {
+    let rs = fixture("example8_multi_team_large_match.json");
+    // The oldest ticket, so it anchors first; the rule is not expanded, so it never matches.
+    let mut pool = vec![mh_player("far", T0 - 60 * SECOND, None, &[("us-east-1", 250), ("eu-west-1", 320)])];
+    pool.extend(mh_pool(125, T0));
+    for now in [T0 + SECOND, T0 + 20 * SECOND, T0 + 600 * SECOND] {
+        let matches = rs.find_matches(&pool, now);
+        assert_eq!(matches.len(), 1);
+        let players = all_players(&matches[0]);
+        assert_eq!(players.len(), 125);
+        assert!(!players.contains(&"far".to_string()));
+    }
+    assert!(rs.find_matches(&pool[..1], T0 + 600 * SECOND).is_empty());
+}
+
+#[test]
+fn example8_batches_players_by_their_fastest_region() {
+    let rs = fixture("example8_multi_team_large_match.json");
+    // Two full matches' worth of players, interleaved by age: every other ticket is fastest in
+    // eu-west-1, though its us-east-1 latency is acceptable too.
+    let pool: Vec<_> = (0..310)
+        .map(|i| {
+            let (id, latency) = if i % 2 == 0 {
+                (format!("east{i:03}"), [("us-east-1", 30), ("eu-west-1", 110)])
+            } else {
+                (format!("west{i:03}"), [("us-east-1", 110), ("eu-west-1", 30)])
+            };
+            mh_player(&id, T0 + i as u64, None, &latency)
+        })
+        .collect();
+    let matches = rs.find_matches(&pool, T0 + SECOND);
+    assert_eq!(matches.len(), 2);
+    for (m, home, region) in [(&matches[0], "east", "us-east-1"), (&matches[1], "west", "eu-west-1")] {
+        let players = all_players(m);
+        assert_eq!(players.len(), 155);
+        assert!(players.iter().all(|p| p.starts_with(home)), "{home}: {players:?}");
+        let tickets: Vec<_> = pool.iter().filter(|t| m.ticket_ids.contains(&t.ticket_id)).cloned().collect();
+        assert_eq!(rs.acceptable_regions(&tickets, T0 + SECOND)[0], region);
+    }
 }
 
 // Example 9: a large match with players with similar attributes.
