@@ -63,6 +63,8 @@ pub mod attr {
     pub const LAST_EVENT_AT: &str = "lastEventAt";
     pub const RESULTS: &str = "results";
     pub const APPLIED_EVENT_IDS: &str = "appliedEventIds";
+    /// The events-handler invocation that applied the newest event (a random token).
+    pub const APPLIED_BY: &str = "appliedBy";
     /// Partition key of the sparse `open-tickets` index, present only while the ticket is live.
     pub const BACKSTOP_SHARD: &str = "backstopShard";
     /// Sort key of the `open-tickets` index: when the backstop should next look (epoch ms).
@@ -774,7 +776,7 @@ impl PlayerStore for DynamoPlayers {
 /// machine's fields at the top level (`status` S in DescribeMatchmaking's spelling, `matchId` S,
 /// `closedMatchIds` L of S, each omitted when empty), `version` (N), `createdAt` and `lastEventAt`
 /// (N, epoch ms), `results` (M: playerId → the push as a map, e.g. `{type: "MatchmakingSucceeded",
-/// ticketId: .., port: 7777, ..}`), `appliedEventIds` (L of S), `expiresAt` (N, epoch s, TTL), and
+/// ticketId: .., port: 7777, ..}`), `appliedEventIds` (L of S), `appliedBy` (S, when an event was applied), `expiresAt` (N, epoch s, TTL), and
 /// while the ticket is live `backstopShard` (S, `open`) + `backstopDueAt` (N, epoch ms), the keys
 /// of the sparse `open-tickets` index. An ended ticket has neither, so it leaves the index.
 #[derive(Debug, Clone)]
@@ -800,6 +802,7 @@ fn ticket_item(table: &str, ticket: &TicketRecord) -> Result<Item, StoreError> {
         last_event_at,
         results,
         applied_event_ids,
+        applied_by,
         backstop_due_at,
         disconnected_at,
         expires_at,
@@ -821,6 +824,9 @@ fn ticket_item(table: &str, ticket: &TicketRecord) -> Result<Item, StoreError> {
         (attr::APPLIED_EVENT_IDS.to_owned(), string_list(applied_event_ids)),
         (attr::EXPIRES_AT.to_owned(), n(expires_at)),
     ]);
+    if let Some(token) = applied_by {
+        item.insert(attr::APPLIED_BY.to_owned(), s(token));
+    }
     if let Some(at) = disconnected_at {
         item.insert(attr::DISCONNECTED_AT.to_owned(), n(at));
     }
@@ -867,6 +873,7 @@ fn ticket_from_item(table: &str, item: &Item) -> Result<TicketRecord, StoreError
         last_event_at: f.n(attr::LAST_EVENT_AT)?,
         results,
         applied_event_ids: f.string_list(attr::APPLIED_EVENT_IDS)?,
+        applied_by: f.optional_s(attr::APPLIED_BY)?,
         backstop_due_at: f.optional_n(attr::BACKSTOP_DUE_AT)?,
         disconnected_at: f.optional_n(attr::DISCONNECTED_AT)?,
         expires_at: f.n(attr::EXPIRES_AT)?,
@@ -1012,6 +1019,7 @@ mod tests {
                 },
             )]),
             applied_event_ids: vec!["e1".into()],
+            applied_by: Some("invocation-1".into()),
             backstop_due_at: Some(5),
             disconnected_at: None,
             expires_at: 6,

@@ -39,9 +39,12 @@ pub async fn apply_event(event: &MatchmakingEvent, deps: &Deps) -> Result<usize,
 }
 
 async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str) -> Result<bool, HandlerError> {
-    // What this invocation last tried to write: if a retried write reports a conflict although
-    // its first attempt went through, the ticket then shows this event applied, and the pushes
-    // are still ours to send.
+    // What this invocation last tried to write, and the token it signed the write with. A write
+    // can report a conflict although it went through (a retried request whose first attempt
+    // landed); the ticket then shows this event applied by this token, and the pushes are still
+    // ours to send. The same event applied by another invocation (a concurrent redelivery) was
+    // pushed by that one: sending again would be a second push.
+    let token = uuid::Uuid::new_v4().to_string();
     let mut attempted: Option<Vec<(String, Push)>> = None;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let now = deps.clock.now_ms();
@@ -50,7 +53,9 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             return Ok(false);
         };
         if ticket.applied_event_ids.contains(&event.id) {
-            if let Some(pushes) = attempted {
+            if let Some(pushes) = attempted
+                && ticket.applied_by.as_deref() == Some(token.as_str())
+            {
                 deliver(deps, &pushes).await;
                 return Ok(true);
             }
@@ -77,6 +82,7 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
         updated.version += 1;
         updated.last_event_at = now;
         updated.applied_event_ids.push(event.id.clone());
+        updated.applied_by = Some(token.clone());
         if updated.applied_event_ids.len() > MAX_APPLIED_EVENT_IDS {
             updated.applied_event_ids.remove(0);
         }

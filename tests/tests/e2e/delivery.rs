@@ -305,6 +305,88 @@ impl TicketStore for RacingTickets {
     }
 }
 
+/// A ticket store where, once armed, the next two reads wait for each other, so two concurrent
+/// invocations both read the same version of a ticket before either writes: the race of two
+/// copies of one SNS message handled at once.
+struct LockstepReads {
+    inner: Arc<dyn TicketStore>,
+    /// Reads still to hold at the barrier.
+    pending: std::sync::atomic::AtomicUsize,
+    barrier: tokio::sync::Barrier,
+}
+
+impl LockstepReads {
+    fn new(inner: Arc<dyn TicketStore>) -> Self {
+        Self { inner, pending: std::sync::atomic::AtomicUsize::new(0), barrier: tokio::sync::Barrier::new(2) }
+    }
+
+    fn arm(&self) {
+        self.pending.store(2, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for LockstepReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockstepReads").field("pending", &self.pending).finish_non_exhaustive()
+    }
+}
+
+impl TicketStore for LockstepReads {
+    fn create<'s, 't, 'f>(&'s self, ticket: &'t TicketRecord) -> BoxFuture<'f, Result<(), StoreError>>
+    where
+        's: 'f,
+        't: 'f,
+        Self: 'f,
+    {
+        self.inner.create(ticket)
+    }
+
+    fn get<'s, 't, 'f>(
+        &'s self,
+        ticket_id: &'t str,
+        now_ms: i64,
+    ) -> BoxFuture<'f, Result<Option<TicketRecord>, StoreError>>
+    where
+        's: 'f,
+        't: 'f,
+        Self: 'f,
+    {
+        Box::pin(async move {
+            let hold = self.pending.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            let read = self.inner.get(ticket_id, now_ms).await;
+            if hold {
+                self.barrier.wait().await;
+            }
+            read
+        })
+    }
+
+    fn replace<'s, 't, 'f>(
+        &'s self,
+        ticket: &'t TicketRecord,
+        expected_version: u64,
+    ) -> BoxFuture<'f, Result<(), StoreError>>
+    where
+        's: 'f,
+        't: 'f,
+        Self: 'f,
+    {
+        self.inner.replace(ticket, expected_version)
+    }
+
+    fn due_for_backstop<'s, 'f>(
+        &'s self,
+        now_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'f, Result<Vec<TicketRecord>, StoreError>>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.inner.due_for_backstop(now_ms, limit)
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // The harness
 // ------------------------------------------------------------------------------------------------
@@ -997,6 +1079,48 @@ async fn crash_body(backend: Backend) {
     h.advance(Duration::from_secs(60));
     assert_eq!(h.backstop().await.polled, 0, "{ctx}");
     assert!(h.pusher.since(mark).is_empty(), "{ctx}");
+}
+
+on_both_backends!(two_copies_of_an_event_at_once_push_once, concurrent_copies_body);
+
+/// SNS hands two copies of the same MatchmakingSucceeded to two invocations at once: both read
+/// the ticket before either writes. One write wins; the other finds the event applied by
+/// another invocation and must not push it a second time.
+async fn concurrent_copies_body(backend: Backend) {
+    let ctx = format!("{backend:?}");
+    let mut h = Harness::new(backend, "concurrent", Settings::default()).await;
+    let lockstep = Arc::new(LockstepReads::new(Arc::clone(&h.deps.tickets)));
+    h.deps.tickets = Arc::clone(&lockstep) as Arc<dyn TicketStore>;
+    let mut conn = BTreeMap::new();
+    let mut ticket = BTreeMap::new();
+    for p in ["alice", "bob"] {
+        conn.insert(p, h.connect(p).await);
+        ticket.insert(p, h.matchmake(&conn[p], DUEL).await);
+    }
+    h.cycle();
+    let events = h.drain();
+    let (succeeded, earlier): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| {
+        e.detail.event_type == matchgate_protocol::flexmatch::MatchmakingEventType::MatchmakingSucceeded
+    });
+    h.deliver_all(&earlier).await;
+    let [succeeded] = succeeded.as_slice() else { panic!("{ctx}: one MatchmakingSucceeded: {succeeded:?}") };
+    assert_eq!(succeeded.detail.tickets.len(), 2, "{ctx}: one event names both tickets");
+
+    let mut before = BTreeMap::new();
+    for p in ["alice", "bob"] {
+        before.insert(p, h.ticket(&ticket[p]).await.version);
+    }
+    let mark = h.pusher.mark();
+    lockstep.arm();
+    tokio::join!(h.deliver(succeeded), h.deliver(succeeded));
+    assert_eq!(lockstep.pending.load(Ordering::SeqCst), 0, "{ctx}: both invocations read before writing");
+    for p in ["alice", "bob"] {
+        assert_eq!(h.ticket(&ticket[p]).await.version, before[p] + 1, "{ctx}: {p}'s ticket is written once");
+        let terminal: Vec<Push> =
+            h.pushes_to(p, mark).into_iter().filter(|push| matches!(push, Push::MatchmakingSucceeded { .. })).collect();
+        assert_eq!(terminal.len(), 1, "{ctx}: {p} must get exactly one MatchmakingSucceeded: {terminal:?}");
+        assert_own_success(&terminal[0], &h.truth(&ticket[p]), p, succeeded.detail.match_id.as_deref(), &ctx);
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
