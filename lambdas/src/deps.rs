@@ -39,6 +39,11 @@ pub struct Settings {
     pub backstop_quiet: Duration,
     /// …and then no more often than this per ticket.
     pub backstop_interval: Duration,
+    /// A connection this young that answers 410 is taken to be still in its handshake, not gone:
+    /// `$connect` records it before API Gateway can deliver to it, and a push in between gets
+    /// 410. Its records are kept (the push is lost, the result stays on the ticket). API
+    /// Gateway's integration timeout, 29 s, bounds how long `$connect` can take.
+    pub connect_settle: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
             disconnect_grace: Duration::ZERO,
             backstop_quiet: Duration::from_secs(30),
             backstop_interval: Duration::from_secs(10),
+            connect_settle: Duration::from_secs(30),
         }
     }
 }

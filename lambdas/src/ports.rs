@@ -67,6 +67,11 @@ pub struct PlayerRecord {
     /// The player's current connection: the newest one wins.
     #[serde(default)]
     pub connection_id: Option<String>,
+    /// When the newest connection recorded for the player connected (epoch ms). Kept when the
+    /// connection is cleared, so a `$connect` of an older connection that arrives late can
+    /// never take over from a newer one.
+    #[serde(default)]
+    pub connected_at: Option<i64>,
     /// The player's latest ticket; it is live while the ticket's status is not terminal.
     #[serde(default)]
     pub active_ticket_id: Option<String>,
@@ -143,8 +148,12 @@ pub trait PlayerStore: Send + Sync {
     async fn get(&self, player_id: &str) -> Result<Option<PlayerRecord>, StoreError>;
     /// Sets the player's attributes (seeding), creating the row if needed.
     async fn put_attributes(&self, player_id: &str, attributes: &PlayerAttributes) -> Result<(), StoreError>;
-    /// Makes `connection_id` the player's current connection, creating the row if needed.
-    async fn set_connection(&self, player_id: &str, connection_id: &str) -> Result<(), StoreError>;
+    /// Makes `connection_id`, which connected at `connected_at` (epoch ms), the player's current
+    /// connection, creating the row if needed, unless a connection that connected later has been
+    /// recorded: two reconnects racing leave the newer one current whatever order their writes
+    /// land in. True if it was set.
+    async fn set_connection(&self, player_id: &str, connection_id: &str, connected_at: i64)
+    -> Result<bool, StoreError>;
     /// Clears the player's connection only if it is still `connection_id`; true if it was.
     async fn clear_connection(&self, player_id: &str, connection_id: &str) -> Result<bool, StoreError>;
     /// Sets `activeTicketId` to `new` only if it is still `expected`; else `ConditionFailed`.

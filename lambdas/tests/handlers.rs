@@ -89,7 +89,7 @@ async fn every_player_of_a_party_ticket_gets_its_own_seat() {
     deps.tickets.create(&ticket("t-party", &party_refs, now)).await.unwrap();
     deps.tickets.create(&ticket("t-solo", &["solo"], now)).await.unwrap();
     for p in party.iter().chain(std::iter::once(&"solo".to_owned())) {
-        deps.players.set_connection(p, &format!("conn-{p}")).await.unwrap();
+        deps.players.set_connection(p, &format!("conn-{p}"), 1).await.unwrap();
     }
     let seat = |p: &str, team: &str| json!({"playerId": p, "playerSessionId": format!("psess-{p}"), "team": team});
     let party_seats: Vec<_> = party.iter().map(|p| seat(p, "red")).collect();
@@ -154,7 +154,7 @@ async fn the_backstop_fails_a_ticket_flexmatch_does_not_know() {
     let deps = memory_deps(&pusher, clock.clone());
     // StartMatchmaking timed out: the ticket is live here, unknown to FlexMatch.
     deps.tickets.create(&ticket("t-lost", &["ann"], now)).await.unwrap();
-    deps.players.set_connection("ann", "conn-ann").await.unwrap();
+    deps.players.set_connection("ann", "conn-ann", 1).await.unwrap();
     // Before the quiet period nothing is asked.
     assert_eq!(handlers::backstop(&deps).await.unwrap().polled, 0);
     clock.advance(std::time::Duration::from_secs(31));

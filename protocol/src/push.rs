@@ -28,8 +28,11 @@ pub enum Push {
     AcceptMatch {
         ticket_id: String,
         match_id: String,
-        /// Players of the match who have accepted so far.
-        accepted_player_ids: Vec<String>,
+        /// How many of the match's players have accepted so far. A count, not the players: their
+        /// IDs are other people's identities, and the client only needs the progress.
+        accepted_count: u32,
+        /// How many players the match has.
+        player_count: u32,
     },
     AcceptMatchCompleted {
         ticket_id: String,

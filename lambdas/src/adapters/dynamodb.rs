@@ -583,6 +583,7 @@ impl ConnectionStore for DynamoConnections {
 // ------------------------------------------------------------------------------------------------
 
 /// `Players`: `playerId` (S, key), `attributes` (M), `connectionId` (S, absent when none),
+/// `connectedAt` (N, epoch ms of the newest connection recorded, kept when it is cleared),
 /// `activeTicketId` (S, absent until the first ticket).
 ///
 /// `attributes` holds GameLift's typed attributes as native DynamoDB values, so designers can seed
@@ -680,6 +681,7 @@ fn player_from_item(table: &str, item: &Item) -> Result<PlayerRecord, StoreError
         player_id: f.s(attr::PLAYER_ID)?,
         attributes: attributes_from_value(table, item.get(attr::ATTRIBUTES))?,
         connection_id: f.optional_s(attr::CONNECTION_ID)?,
+        connected_at: f.optional_n(attr::CONNECTED_AT)?,
         active_ticket_id: f.optional_s(attr::ACTIVE_TICKET_ID)?,
     })
 }
@@ -724,14 +726,27 @@ impl PlayerStore for DynamoPlayers {
         Ok(())
     }
 
-    async fn set_connection(&self, player_id: &str, connection_id: &str) -> Result<(), StoreError> {
-        self.update(player_id, attr::CONNECTION_ID)
-            .update_expression("SET #a = :v")
+    async fn set_connection(
+        &self,
+        player_id: &str,
+        connection_id: &str,
+        connected_at: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update(player_id, attr::CONNECTION_ID)
+            .update_expression("SET #a = :v, #t = :t")
+            .condition_expression("attribute_not_exists(#t) OR #t <= :t")
+            .expression_attribute_names("#t", attr::CONNECTED_AT)
             .expression_attribute_values(":v", s(connection_id))
+            .expression_attribute_values(":t", n(connected_at))
             .send()
             .await
-            .map_err(|e| store_error("UpdateItem", &self.table, e))?;
-        Ok(())
+            .map_err(|e| store_error("UpdateItem", &self.table, e));
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn clear_connection(&self, player_id: &str, connection_id: &str) -> Result<bool, StoreError> {

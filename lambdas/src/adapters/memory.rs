@@ -66,9 +66,20 @@ impl PlayerStore for MemoryPlayers {
         Ok(())
     }
 
-    async fn set_connection(&self, player_id: &str, connection_id: &str) -> Result<(), StoreError> {
-        self.with_row(player_id, |row| row.connection_id = Some(connection_id.to_owned()));
-        Ok(())
+    async fn set_connection(
+        &self,
+        player_id: &str,
+        connection_id: &str,
+        connected_at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with_row(player_id, |row| {
+            if row.connected_at.is_some_and(|newest| newest > connected_at) {
+                return false;
+            }
+            row.connection_id = Some(connection_id.to_owned());
+            row.connected_at = Some(connected_at);
+            true
+        }))
     }
 
     async fn clear_connection(&self, player_id: &str, connection_id: &str) -> Result<bool, StoreError> {

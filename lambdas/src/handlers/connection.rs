@@ -28,8 +28,16 @@ pub async fn connect(
             expires_at: (now + deps.settings.connection_ttl.as_millis() as i64) / 1000,
         })
         .await?;
-    deps.players.set_connection(&caller.player_id, &caller.connection_id).await?;
-    tracing::info!(connection_id = caller.connection_id, player_id = caller.player_id, "connected");
+    if deps.players.set_connection(&caller.player_id, &caller.connection_id, connected_at).await? {
+        tracing::info!(connection_id = caller.connection_id, player_id = caller.player_id, "connected");
+    } else {
+        // Two reconnects raced and this is the older one: the newer stays the player's current.
+        tracing::info!(
+            connection_id = caller.connection_id,
+            player_id = caller.player_id,
+            "connected (a newer connection of the player is current)"
+        );
+    }
     let mut response = ok();
     // A browser that offered subprotocols (the token travels in one) drops the connection
     // unless the server selects one of them; API Gateway selects what `$connect` answers.

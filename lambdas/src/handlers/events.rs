@@ -113,6 +113,10 @@ async fn deliver(deps: &Deps, pushes: &[(String, Push)]) {
     }
 }
 
+fn count<T>(items: impl Iterator<Item = T>) -> u32 {
+    u32::try_from(items.count()).unwrap_or(u32::MAX)
+}
+
 /// When the backstop should next look at a live ticket: after the quiet period, or sooner if
 /// its players' disconnect grace ends first.
 pub(crate) fn next_backstop(deps: &Deps, ticket: &crate::ports::TicketRecord, now: i64) -> i64 {
@@ -149,13 +153,8 @@ pub fn push_for(
         E::AcceptMatch => Push::AcceptMatch {
             ticket_id,
             match_id: match_id(),
-            accepted_player_ids: detail
-                .tickets
-                .iter()
-                .flat_map(|t| &t.players)
-                .filter(|p| p.accepted == Some(true))
-                .map(|p| p.player_id.clone())
-                .collect(),
+            accepted_count: count(detail.tickets.iter().flat_map(|t| &t.players).filter(|p| p.accepted == Some(true))),
+            player_count: count(detail.tickets.iter().flat_map(|t| &t.players)),
         },
         E::AcceptMatchCompleted => Push::AcceptMatchCompleted {
             ticket_id,

@@ -45,8 +45,9 @@ pub fn ok() -> ApiGatewayProxyResponse {
     response
 }
 
-/// Sends one push to one connection. A gone connection's records are deleted; the push is not
-/// retried here because every result also stays on its ticket for `status`.
+/// Sends one push to one connection. A gone connection's records are deleted, unless it connected
+/// so recently that it may still be in its handshake (see `Settings::connect_settle`); the push is
+/// not retried here because every result also stays on its ticket for `status`.
 pub(crate) async fn push_to(
     deps: &Deps,
     connection_id: &str,
@@ -56,6 +57,13 @@ pub(crate) async fn push_to(
     match deps.pusher.post_to_connection(connection_id, push.to_frame().as_bytes()).await {
         Ok(()) => Ok(()),
         Err(PushError::Gone) => {
+            let now = deps.clock.now_ms();
+            if let Some(connection) = deps.connections.get(connection_id, now).await?
+                && now - connection.connected_at < deps.settings.connect_settle.as_millis() as i64
+            {
+                tracing::debug!(connection_id, player_id, "410 from a connection still in its handshake; kept");
+                return Ok(());
+            }
             tracing::debug!(connection_id, player_id, "connection gone; removing it");
             deps.connections.delete(connection_id).await?;
             deps.players.clear_connection(player_id, connection_id).await?;

@@ -172,6 +172,28 @@ async fn no_field_of_any_action_can_name_another_player() -> anyhow::Result<()> 
             other => panic!("{attempt} must be refused, got {other:?}"),
         }
     }
+    // Alice's ticketId itself, with no extra field, in every action that takes one: each gets
+    // exactly the answer a ticket that does not exist gets, so Mallory learns nothing, not even
+    // that the ticket exists.
+    let unknown = "ticket-00000000-0000-4000-8000-000000000000";
+    for action in [
+        json!({"action": "cancel", "ticketId": ticket}),
+        json!({"action": "accept", "ticketId": ticket, "accept": false}),
+        json!({"action": "status", "ticketId": ticket}),
+    ] {
+        mallory.send(action.clone()).await?;
+        let answer = mallory.next_push().await?;
+        let mut probe = action.clone();
+        probe["ticketId"] = json!(unknown);
+        mallory.send(probe).await?;
+        let for_unknown = mallory.next_push().await?;
+        assert!(matches!(answer, Push::Error { code: ErrorCode::NotFound, .. }), "{action} answered {answer:?}");
+        assert_eq!(
+            serde_json::to_value(&answer)?.to_string().replace(&ticket, unknown),
+            serde_json::to_value(&for_unknown)?.to_string(),
+            "{action}: another player's ticket must be answered as an unknown one"
+        );
+    }
     // A ping that names another connection still answers for the caller's own.
     let own = mallory.connection_id().await?;
     mallory.send(json!({"action": "ping", "connectionId": "someone-else", "playerId": "alice"})).await?;

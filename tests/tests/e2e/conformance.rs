@@ -166,14 +166,24 @@ async fn players_newest_connection_wins() {
 async fn players_newest_connection_wins_body(a: &Adapter) {
     let store = &*a.players;
     assert_eq!(store.get("alice").await.unwrap(), None, "{}: a missing player", a.name);
-    store.set_connection("alice", "c1").await.unwrap();
+    store.set_connection("alice", "c1", 1_000).await.unwrap();
     let row = store.get("alice").await.unwrap().expect("set_connection creates the row");
     assert_eq!(row.player_id, "alice", "{}", a.name);
     assert_eq!(row.connection_id.as_deref(), Some("c1"), "{}", a.name);
     assert!(row.attributes.is_empty() && row.active_ticket_id.is_none(), "{}: a new row: {row:?}", a.name);
 
-    store.set_connection("alice", "c2").await.unwrap();
+    assert!(store.set_connection("alice", "c2", 2_000).await.unwrap(), "{}: a newer connection is set", a.name);
     assert_eq!(store.get("alice").await.unwrap().unwrap().connection_id.as_deref(), Some("c2"), "{}", a.name);
+
+    // Two reconnects raced and the older one's write landed last: the newer stays current.
+    assert!(!store.set_connection("alice", "c1", 1_000).await.unwrap(), "{}: an older connection is not set", a.name);
+    assert_eq!(store.get("alice").await.unwrap().unwrap().connection_id.as_deref(), Some("c2"), "{}", a.name);
+    // Still so after the newer one is cleared (a 410): clearing keeps when it connected.
+    assert!(store.clear_connection("alice", "c2").await.unwrap(), "{}", a.name);
+    assert!(!store.set_connection("alice", "c1", 1_000).await.unwrap(), "{}: still older", a.name);
+    assert_eq!(store.get("alice").await.unwrap().unwrap().connection_id, None, "{}", a.name);
+    assert!(store.set_connection("alice", "c3", 3_000).await.unwrap(), "{}: a newer one again", a.name);
+    assert_eq!(store.get("alice").await.unwrap().unwrap().connection_id.as_deref(), Some("c3"), "{}", a.name);
 }
 
 #[tokio::test]
@@ -185,8 +195,8 @@ async fn players_clear_connection_only_if_current() {
 
 async fn players_clear_connection_body(a: &Adapter) {
     let store = &*a.players;
-    store.set_connection("alice", "c1").await.unwrap();
-    store.set_connection("alice", "c2").await.unwrap();
+    store.set_connection("alice", "c1", 1_000).await.unwrap();
+    store.set_connection("alice", "c2", 2_000).await.unwrap();
     store.claim_ticket("alice", None, "t1").await.unwrap();
 
     // The old connection's $disconnect arrives after the new $connect: it must not clear c2.
@@ -232,7 +242,7 @@ async fn players_claim_ticket_body(a: &Adapter) {
     assert_eq!(active(store.get("alice").await.unwrap()).as_deref(), Some("t2"), "{}", a.name);
 
     // A player who has a row (a connection) but no ticket yet.
-    store.set_connection("bob", "c1").await.unwrap();
+    store.set_connection("bob", "c1", 1_000).await.unwrap();
     assert!(
         is_condition_failed(&store.claim_ticket("bob", Some("t1"), "t2").await),
         "{}: expecting a ticket bob does not have",
@@ -257,7 +267,7 @@ async fn players_concurrent_claims_one_wins() {
 
 /// Eight `matchmake` requests of one player race: one live ticket per player.
 async fn players_concurrent_claims_body(a: &Adapter) {
-    a.players.set_connection("alice", "c1").await.unwrap();
+    a.players.set_connection("alice", "c1", 1_000).await.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let store = Arc::clone(&a.players);
@@ -310,7 +320,7 @@ async fn players_put_attributes_body(a: &Adapter) {
     assert_eq!(carol.attributes, attributes, "{}: every kind of attribute round-trips", a.name);
     assert_eq!((carol.connection_id, carol.active_ticket_id), (None, None), "{}", a.name);
 
-    store.set_connection("alice", "c1").await.unwrap();
+    store.set_connection("alice", "c1", 1_000).await.unwrap();
     store.claim_ticket("alice", None, "t1").await.unwrap();
     store.put_attributes("alice", &attributes).await.unwrap();
     let alice = store.get("alice").await.unwrap().unwrap();
@@ -327,7 +337,7 @@ async fn players_put_attributes_body(a: &Adapter) {
     assert_eq!(alice.active_ticket_id.as_deref(), Some("t1"), "{}", a.name);
 
     // And the other writes keep the attributes.
-    store.set_connection("alice", "c2").await.unwrap();
+    store.set_connection("alice", "c2", 2_000).await.unwrap();
     store.claim_ticket("alice", Some("t1"), "t2").await.unwrap();
     assert!(store.clear_connection("alice", "c2").await.unwrap());
     assert_eq!(store.get("alice").await.unwrap().unwrap().attributes, fewer, "{}", a.name);
@@ -473,7 +483,8 @@ fn rich_ticket(now: i64) -> TicketRecord {
                 Push::AcceptMatch {
                     ticket_id: id.clone(),
                     match_id: "match-2".to_owned(),
-                    accepted_player_ids: vec!["p3".to_owned(), "p1".to_owned()],
+                    accepted_count: 2,
+                    player_count: 4,
                 },
             ),
             (
