@@ -113,7 +113,9 @@ async fn reschedule(deps: &Deps, ticket_id: &str, now: i64) -> Result<(), Handle
 }
 
 /// What a DescribeMatchmaking answer says, as the FlexMatch event that would have said it. Its
-/// ID names the ticket and status, so polling the same answer twice is a duplicate.
+/// ID names the ticket, the status and the time of the poll: a ticket can pass through the same
+/// status twice (a rejected match returns it to searching, then a new match is proposed), so the
+/// state machine, not the ID, is what makes polling the same answer twice change nothing.
 pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<MatchmakingEvent> {
     let event_type = match description.status {
         TicketStatus::Queued => return None,
@@ -137,7 +139,7 @@ pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<Matchm
     let session = description.game_session.as_ref();
     Some(MatchmakingEvent {
         version: "0".into(),
-        id: format!("backstop:{}:{}", description.ticket_id, description.status.as_str()),
+        id: format!("backstop:{}:{}:{now_ms}", description.ticket_id, description.status.as_str()),
         detail_type: DETAIL_TYPE.into(),
         source: SOURCE.into(),
         account: String::new(),

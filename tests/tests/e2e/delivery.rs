@@ -964,6 +964,60 @@ async fn dropped_events_body(backend: Backend) {
     }
 }
 
+on_both_backends!(a_second_proposal_learned_only_by_polling_is_pushed, second_polled_proposal_body);
+
+/// Every proposal event is lost. Ann's first match is learned by the backstop; Ben rejects it,
+/// and the rejection arrives, so Ann is searching again. Her second match's events are lost too:
+/// the backstop must learn that proposal as well, although it polled the very same status for
+/// her before, and Ann must be asked to accept again.
+async fn second_polled_proposal_body(backend: Backend) {
+    let ctx = format!("{backend:?}");
+    let settings = Settings::default();
+    let mut h = Harness::new(backend, "second-proposal", settings.clone()).await;
+    let ann = h.connect("ann").await;
+    let ben = h.connect("ben").await;
+    let ann_ticket = h.matchmake(&ann, DUEL_ACCEPT).await;
+    let ben_ticket = h.matchmake(&ben, DUEL_ACCEPT).await;
+    let searching = h.drain();
+    h.deliver_all(&searching).await;
+    h.cycle();
+    let lost = h.drain();
+    assert!(lost.iter().any(|e| e.detail.event_type == E::PotentialMatchCreated), "{ctx}: a first proposal");
+
+    let proposals = |h: &Harness, mark: usize| {
+        h.pushes_to("ann", mark).into_iter().filter(|p| matches!(p, Push::PotentialMatchCreated { .. })).count()
+    };
+    let mark = h.pusher.mark();
+    h.advance(settings.backstop_quiet + Duration::from_secs(1));
+    h.backstop().await;
+    assert_eq!(proposals(&h, mark), 1, "{ctx}: the backstop learned the first proposal");
+    assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::RequiresAcceptance, "{ctx}");
+
+    h.accept(&ben, &ben_ticket, false).await;
+    let rejected = h.drain();
+    assert!(rejected.iter().any(|e| e.detail.event_type == E::AcceptMatchCompleted), "{ctx}: {rejected:?}");
+    h.deliver_all(&rejected).await;
+    assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::Searching, "{ctx}: ann searches again");
+
+    let cid = h.connect("cid").await;
+    h.matchmake(&cid, DUEL_ACCEPT).await;
+    h.cycle();
+    let lost_again = h.drain();
+    assert!(lost_again.iter().any(|e| e.detail.event_type == E::PotentialMatchCreated), "{ctx}: a second proposal");
+    assert_eq!(h.truth(&ann_ticket).status, TicketStatus::RequiresAcceptance, "{ctx}: FlexMatch proposed again");
+
+    let mark = h.pusher.mark();
+    h.advance(settings.backstop_quiet + Duration::from_secs(1));
+    h.backstop().await;
+    assert_eq!(
+        proposals(&h, mark),
+        1,
+        "{ctx}: ann must be asked about her second match: {:?}",
+        h.pushes_to("ann", mark)
+    );
+    assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::RequiresAcceptance, "{ctx}");
+}
+
 // ------------------------------------------------------------------------------------------------
 // 3. The client vanished between the match and the push
 // ------------------------------------------------------------------------------------------------
