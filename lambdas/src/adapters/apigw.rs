@@ -1,5 +1,11 @@
 //! The ConnectionPusher port over `aws-sdk-apigatewaymanagement`: PostToConnection at
-//! `https://{domainName}/{stage}`.
+//! `https://{api}.execute-api.{region}.amazonaws.com/{stage}`, the `https://{domainName}/{stage}`
+//! of the API's own domain.
+//!
+//! The endpoint comes from `CONNECTIONS_ENDPOINT` (the template builds it from the API's ID and
+//! stage), not from each request's `requestContext.domainName`: the events and backstop
+//! functions have no request to read it from, and behind a custom domain `domainName` is that
+//! domain, whose base path mapping may not name the stage.
 
 use std::time::Duration;
 
