@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use matchgate_gateway::apigw::AuthMode;
+use matchgate_gateway::apigw::{AuthMode, Limits};
 use matchgate_gateway::stack::{Functions, Stack, StackConfig};
 
 #[derive(Debug, Parser)]
@@ -74,17 +74,31 @@ fn parse_parameter(s: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
-/// `90`, `90s`, `15m`, `1h`.
+/// `90`, `90s`, `15m`, `1h`, `500ms`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 15m or 1h"))?;
     let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("unknown unit {unit:?}: use s, m or h")),
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
     };
     Ok(Duration::from_secs(seconds))
+}
+
+/// A size in bytes: `32768`, `32KB` (KB = 1,024 bytes, as API Gateway's quotas count), `1MB`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: usize = number.parse().map_err(|_| format!("{s:?} is not a size like 32768, 32KB or 1MB"))?;
+    let factor = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1024,
+        "M" | "MB" | "MIB" => 1024 * 1024,
+        _ => return Err(format!("unknown unit {unit:?}: use B, KB or MB")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +171,30 @@ struct UpArgs {
     /// Burst of messages per connection allowed above the rate.
     #[arg(long, default_value_t = 20)]
     message_burst: u32,
+    /// Sustained abuse: this many refused messages within --abuse-window close the connection
+    /// with 1008 (the count drains over the window; messages that get through do not reset it).
+    #[arg(long, default_value_t = 100)]
+    abuse_limit: u32,
+    /// The window of --abuse-limit.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    abuse_window: Duration,
+    /// Largest WebSocket frame a client may send (API Gateway: 32 KB); larger closes with 1009.
+    #[arg(long, default_value = "32KB", value_parser = parse_size)]
+    max_frame_size: usize,
+    /// Largest message, all frames together (API Gateway: 128 KB), from a client or through
+    /// @connections; larger closes with 1009, or gets 413 from @connections.
+    #[arg(long, default_value = "128KB", value_parser = parse_size)]
+    max_message_size: usize,
+    /// Pushes queued for one connection before @connections answers 429.
+    #[arg(long, default_value_t = 64)]
+    outbound_queue: usize,
+    /// How long writing one frame to a client may take; a client that stops reading is then
+    /// disconnected.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    write_timeout: Duration,
+    /// Bytes read from a socket at a time (larger messages grow the buffer as needed).
+    #[arg(long, default_value = "2KB", value_parser = parse_size)]
+    read_buffer_size: usize,
     /// Allow only this browser Origin (repeatable); by default any.
     #[arg(long = "allowed-origin")]
     allowed_origins: Vec<String>,
@@ -164,6 +202,30 @@ struct UpArgs {
     /// http://127.0.0.1:9000).
     #[arg(long)]
     lambda_endpoint: Option<String>,
+}
+
+impl UpArgs {
+    /// API Gateway's limits as the flags set them. Every field is named (no `..`), so a new
+    /// limit cannot be added without a flag.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_size,
+            max_message_bytes: self.max_message_size,
+            outbound_queue: self.outbound_queue,
+            write_timeout: self.write_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connection_duration: self.max_connection_duration,
+            max_duration_close_code: self.max_duration_close_code,
+            read_buffer_bytes: self.read_buffer_size,
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            message_rate: self.message_rate,
+            message_burst: self.message_burst,
+            abuse_limit: self.abuse_limit,
+            abuse_window: self.abuse_window,
+            allowed_origins: self.allowed_origins.clone(),
+        }
+    }
 }
 
 #[tokio::main]
@@ -229,17 +291,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(timeout) = args.request_timeout {
         config.configuration.request_timeout_seconds = timeout;
     }
-    config.limits = matchgate_gateway::apigw::Limits {
-        max_connections: args.max_connections,
-        idle_timeout: args.idle_timeout,
-        max_connection_duration: args.max_connection_duration,
-        max_duration_close_code: args.max_duration_close_code,
-        handshake_timeout: args.handshake_timeout,
-        message_rate: args.message_rate,
-        message_burst: args.message_burst,
-        allowed_origins: args.allowed_origins.clone(),
-        ..config.limits
-    };
+    config.limits = args.limits();
     config.dynamodb_endpoint = args.dynamodb_endpoint.clone();
     config.table_prefix = args.table_prefix.clone();
     config.functions = match (&args.lambdas, &args.lambda_endpoint) {
@@ -264,4 +316,76 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     stack.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(args: &[&str]) -> UpArgs {
+        let cli = Cli::try_parse_from(std::iter::once("matchgate").chain(args.iter().copied())).expect("parses");
+        match cli.command {
+            Some(Command::Up(args)) => args,
+            None => cli.up,
+            Some(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_flags_are_api_gateways_limits() {
+        assert_eq!(up(&[]).limits(), Limits::default());
+        assert_eq!(up(&["up"]).limits(), Limits::default());
+    }
+
+    #[test]
+    fn every_limit_has_a_flag() {
+        let args = up(&[
+            "up",
+            "--max-frame-size=16KB",
+            "--max-message-size=64KB",
+            "--outbound-queue=8",
+            "--write-timeout=3s",
+            "--idle-timeout=5m",
+            "--max-connection-duration=1h",
+            "--max-duration-close-code=4000",
+            "--read-buffer-size=4096",
+            "--max-connections=100",
+            "--handshake-timeout=500ms",
+            "--message-rate=2",
+            "--message-burst=3",
+            "--abuse-limit=7",
+            "--abuse-window=1m",
+            "--allowed-origin=https://game.example",
+        ]);
+        let expected = Limits {
+            max_frame_bytes: 16 * 1024,
+            max_message_bytes: 64 * 1024,
+            outbound_queue: 8,
+            write_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(300),
+            max_connection_duration: Duration::from_secs(3600),
+            max_duration_close_code: 4000,
+            read_buffer_bytes: 4096,
+            max_connections: 100,
+            handshake_timeout: Duration::from_millis(500),
+            message_rate: 2,
+            message_burst: 3,
+            abuse_limit: 7,
+            abuse_window: Duration::from_secs(60),
+            allowed_origins: vec!["https://game.example".into()],
+        };
+        assert_eq!(args.limits(), expected);
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("32KB"), Ok(32 * 1024));
+        assert_eq!(parse_size("128kb"), Ok(128 * 1024));
+        assert_eq!(parse_size("1MB"), Ok(1024 * 1024));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("1d").is_err());
+    }
 }

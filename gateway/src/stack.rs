@@ -1,7 +1,7 @@
 //! The local stack on one port: the WebSocket API, `@connections`, health, wired to the
 //! handlers and the local FlexMatch. The one place where everything is put together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use matchgate_lambdas::adapters::gamelift::{self, GameLiftMatchmaker};
 use crate::apigw::{self, ApiGateway, AuthMode, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
 use crate::gamelift::{Fleet, FleetConfig, FlexMatchMode, LocalFlexMatch, MatchmakingConfiguration, sns};
-use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, InvokeApi, LambdaHost, default_function_map};
+use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, FunctionSettings, InvokeApi, LambdaHost, default_function_map};
 
 /// The rule set `matchgate up` loads when none is given: the one `infra/` deploys.
 pub const DEFAULT_RULE_SET: &str = include_str!("../../infra/flexmatch/ruleset.json");
@@ -34,6 +34,11 @@ pub struct StackConfig {
     pub stage: String,
     pub auth: AuthMode,
     pub limits: Limits,
+    /// The WebSocket API's route keys (the template's routes; the built-in set by default).
+    pub route_keys: BTreeSet<String>,
+    /// The `$connect` authorizer's identity sources (the template's; none by default). Only
+    /// used with JWT auth: `AuthMode::None` has no authorizer.
+    pub identity_sources: Vec<String>,
     pub region: String,
     pub rule_set_body: String,
     pub configuration: MatchmakingConfiguration,
@@ -56,8 +61,13 @@ pub struct StackConfig {
     pub backstop_every: Duration,
     /// Which function serves which route key, `events` and `backstop` (from the template).
     pub function_map: BTreeMap<String, String>,
-    /// How long a function invocation may run (binaries and Invoke API modes).
+    /// How long an invocation of a function the template does not describe may run (binaries
+    /// and Invoke API modes); the template's functions get their own `Timeout`.
     pub function_timeout: Duration,
+    /// The template's functions by binary name: the environment and `Timeout` each one gets in
+    /// AWS, which `--lambdas` gives it too (pointed at the local stack) and `--lambda-endpoint`
+    /// times it by.
+    pub template_functions: BTreeMap<String, crate::template::FunctionInfo>,
 }
 
 /// Template parameters the local stack sets unless told otherwise: it places matches on its
@@ -108,6 +118,9 @@ impl StackConfig {
             }
         }
         self.function_map = map;
+        self.template_functions = template.functions.values().map(|f| (f.binary.clone(), f.clone())).collect();
+        self.route_keys = template.routes.iter().map(|r| r.route_key.clone()).collect();
+        self.identity_sources = template.authorizer.as_ref().map(|a| a.identity_sources.clone()).unwrap_or_default();
         Ok(self)
     }
 }
@@ -129,6 +142,8 @@ impl Default for StackConfig {
             stage: "local".into(),
             auth: AuthMode::None,
             limits: Limits::default(),
+            route_keys: apigw::builtin_route_keys(),
+            identity_sources: Vec::new(),
             region: "us-east-1".into(),
             rule_set_body: DEFAULT_RULE_SET.into(),
             configuration: MatchmakingConfiguration::default(),
@@ -143,6 +158,7 @@ impl Default for StackConfig {
             backstop_every: Duration::from_secs(5),
             function_map: default_function_map(),
             function_timeout: DEFAULT_FUNCTION_TIMEOUT,
+            template_functions: BTreeMap::new(),
         }
     }
 }
@@ -183,6 +199,7 @@ impl Stack {
     /// Starts the stack on `listener`; it serves until [`Stack::shutdown`].
     pub async fn start(config: StackConfig, listener: TcpListener) -> Result<Self, StackError> {
         let addr = listener.local_addr()?;
+        apigw::check_identity_sources(&config.identity_sources).map_err(StackError::Template)?;
         let clock = Arc::new(SystemClock);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let engine = Arc::new(LocalFlexMatch::new(
@@ -244,17 +261,20 @@ impl Stack {
         let integration: Arc<dyn Integration> = match &config.functions {
             Functions::Embedded => Arc::new(EmbeddedLambdas { deps }),
             Functions::InvokeApi(endpoint) => {
-                Arc::new(InvokeApi::new(endpoint, config.function_map.clone(), config.function_timeout))
+                let timeouts = config.function_map.values().map(|name| (name.clone(), function_timeout(&config, name)));
+                Arc::new(
+                    InvokeApi::new(endpoint, config.function_map.clone(), config.function_timeout)
+                        .with_timeouts(timeouts.collect()),
+                )
             }
             Functions::Binaries(dir) => {
                 let endpoint = config.dynamodb_endpoint.as_ref().ok_or(StackError::FunctionsNeedDynamoDb)?;
                 // The functions reach @connections and GameLift on a listener of their own, so
                 // the client connection cap never turns away the stack's own traffic.
                 let internal = TcpListener::bind("127.0.0.1:0").await?;
-                let env = function_environment(&config, internal.local_addr()?, endpoint, &tables);
+                let settings = function_settings(&config, internal.local_addr()?, endpoint, &tables);
                 internal_listener = Some(internal);
-                let host =
-                    Arc::new(LambdaHost::start(dir, config.function_map.clone(), &env, config.function_timeout).await?);
+                let host = Arc::new(LambdaHost::start(dir, config.function_map.clone(), &settings).await?);
                 lambda_host = Some(Arc::clone(&host));
                 host
             }
@@ -268,6 +288,8 @@ impl Stack {
             registry,
             integration: Arc::clone(&integration),
             shutdown: shutdown_rx.clone(),
+            route_keys: config.route_keys.clone(),
+            identity_sources: config.identity_sources.clone(),
         });
 
         let topic_arn = format!("arn:aws:sns:{}:000000000000:matchgate-events", config.region);
@@ -356,9 +378,46 @@ async fn local_sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// What each function process gets, as the template's `Environment` gives it in AWS, pointed at
-/// the local endpoints.
-fn function_environment(
+/// A function's `Timeout` from the template, or the stack's default for one it does not describe.
+fn function_timeout(config: &StackConfig, name: &str) -> Duration {
+    config
+        .template_functions
+        .get(name)
+        .map_or(config.function_timeout, |f| Duration::from_secs(f.timeout_seconds.into()))
+}
+
+/// What each function process gets: the environment the template gives it in AWS (`Globals`
+/// included), with what must point at the local stack overridden, and its own `Timeout`.
+fn function_settings(
+    config: &StackConfig,
+    addr: SocketAddr,
+    dynamodb_endpoint: &str,
+    tables: &TableNames,
+) -> BTreeMap<String, FunctionSettings> {
+    let names: BTreeSet<&String> = config.function_map.values().collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut environment =
+                config.template_functions.get(name).map(|f| f.environment.clone()).unwrap_or_default();
+            environment.extend(local_environment(config, addr, dynamodb_endpoint, tables));
+            // The template's log level (`LogLevel`); the stack's own RUST_LOG, or warn, otherwise.
+            environment
+                .entry("RUST_LOG".to_owned())
+                .or_insert_with(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()));
+            let settings = FunctionSettings {
+                environment,
+                timeout: function_timeout(config, name),
+                ..FunctionSettings::default()
+            };
+            (name.clone(), settings)
+        })
+        .collect()
+}
+
+/// The variables that point a function at the local stack instead of AWS: endpoints, table
+/// names, the region and dummy credentials (and the stack's `--disconnect-grace`).
+fn local_environment(
     config: &StackConfig,
     addr: SocketAddr,
     dynamodb_endpoint: &str,
@@ -375,9 +434,9 @@ fn function_environment(
         ("DYNAMODB_ENDPOINT", dynamodb_endpoint.to_owned()),
         ("DISCONNECT_GRACE_SECONDS", config.settings.disconnect_grace.as_secs().to_string()),
         ("AWS_REGION", config.region.clone()),
+        ("AWS_DEFAULT_REGION", config.region.clone()),
         ("AWS_ACCESS_KEY_ID", "matchgatelocal".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "matchgatelocal".to_owned()),
-        ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())),
     ] {
         env.insert(k.to_owned(), v);
     }

@@ -42,6 +42,8 @@ pub const PARTITION: &str = "aws";
 pub const URL_SUFFIX: &str = "amazonaws.com";
 /// How deep intrinsics and condition references may nest; deeper means a cycle.
 pub const MAX_DEPTH: u32 = 64;
+/// A function's `Timeout` when neither it nor `Globals.Function` sets one (SAM's default).
+pub const SAM_DEFAULT_TIMEOUT_SECONDS: u32 = 3;
 
 const SAM_TRANSFORM: &str = "AWS::Serverless-2016-10-31";
 const SUPPORTED_INTRINSICS: &[&str] = &[
@@ -115,7 +117,11 @@ pub struct AuthorizerInfo {
 pub struct FunctionInfo {
     pub binary: String,
     /// `Environment.Variables` after `Globals`, where they resolve (see the warnings otherwise).
+    /// `matchgate up --lambdas` starts each function from these, pointed at the local stack.
     pub environment: BTreeMap<String, String>,
+    /// `Timeout` in seconds: the function's, else `Globals.Function`'s, else SAM's default
+    /// ([`SAM_DEFAULT_TIMEOUT_SECONDS`]).
+    pub timeout_seconds: u32,
     /// The SAM event source types (`SNS`, `Schedule`, ...), by event name.
     pub events: Vec<String>,
 }
@@ -962,7 +968,12 @@ impl<'d> Template<'d> {
                     .ok_or_else(|| invalid(&format!("Resources.{id}.Properties.Events.{name}"), "no Type"))?;
                 events.push(self.string(ty, &format!("Resources.{id}.Properties.Events.{name}.Type"))?);
             }
-            functions.insert(id.to_owned(), FunctionInfo { binary, environment, events });
+            // Globals are merged into the function's properties already.
+            let timeout_seconds = self.number(id, function, "Timeout")?.unwrap_or(SAM_DEFAULT_TIMEOUT_SECONDS);
+            if timeout_seconds == 0 || timeout_seconds > 900 {
+                return Err(invalid(&format!("Resources.{id}.Properties.Timeout"), "Lambda allows 1 to 900 seconds"));
+            }
+            functions.insert(id.to_owned(), FunctionInfo { binary, environment, timeout_seconds, events });
         }
         Ok(functions)
     }
@@ -1245,6 +1256,7 @@ Mappings:
     WITH_QUEUE: { Request: 90 }
 Globals:
   Function:
+    Timeout: 7
     Tags: { App: test }
     Environment:
       Variables: { SHARED: shared, OVERRIDDEN: global }
@@ -1281,6 +1293,7 @@ Resources:
     Metadata: { BuildMethod: rust-cargolambda, BuildProperties: { Binary: mg-handler } }
     Properties:
       FunctionName: !Sub ${AWS::StackName}-handler
+      Timeout: !FindInMap [Timeouts, !Ref Mode, Request]
       Environment:
         Variables:
           OVERRIDDEN: own
@@ -1386,6 +1399,18 @@ Resources:
             ]
         );
         assert_eq!(t.functions["AuthFn"].environment.len(), 2, "globals reach every function");
+    }
+
+    #[test]
+    fn template_timeouts_are_the_functions_else_the_globals_else_sams_default() {
+        let t = minimal(&[]);
+        assert_eq!(t.functions["HandlerFn"].timeout_seconds, 45, "its own, through an intrinsic");
+        assert_eq!(t.functions["AuthFn"].timeout_seconds, 7, "Globals.Function");
+        let no_globals = parse_with(&MINIMAL.replace("    Timeout: 7\n", ""), &[]).expect("valid");
+        assert_eq!(no_globals.functions["HandlerFn"].timeout_seconds, 45);
+        assert_eq!(no_globals.functions["AuthFn"].timeout_seconds, SAM_DEFAULT_TIMEOUT_SECONDS);
+        let message = error(&MINIMAL.replace("    Timeout: 7\n", "    Timeout: 0\n"));
+        assert!(message.contains("Resources.AuthFn.Properties.Timeout"), "{message}");
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub fn quiet_config() -> StackConfig {
 
 pub async fn start_stack_with(config: StackConfig) -> anyhow::Result<Stack> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok(Stack::start(config, listener).await?)
+    // Boxed: starting a stack is a large future (the whole config and every service's setup),
+    // and test functions nest it in their own.
+    Ok(Box::pin(Stack::start(config, listener)).await?)
 }
 
 /// One game client's socket.

@@ -10,6 +10,7 @@ mod listener;
 mod registry;
 mod ws;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub use registry::{ConnectionHandle, Outbound, PostError, Registry};
 pub use ws::websocket_route;
 
 /// API Gateway's limits, as defaults that can be configured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// API Gateway's frame limit: 32 KB.
     pub max_frame_bytes: usize,
@@ -50,8 +51,13 @@ pub struct Limits {
     pub message_rate: u32,
     /// …with bursts of this many. Past it, messages get `Error {code: RateLimited}`.
     pub message_burst: u32,
-    /// Messages refused for rate in a row after which the connection is closed (1008).
+    /// Sustained abuse: refused messages (and control frames) fill a meter that drains
+    /// `abuse_limit` per `abuse_window`; when it holds `abuse_limit`, the connection is closed
+    /// (1008). Allowed messages do not empty it, so flooding between the messages that get
+    /// through is abuse all the same, while a client briefly over the rate drains it.
     pub abuse_limit: u32,
+    /// The window of `abuse_limit`.
+    pub abuse_window: Duration,
     /// `Origin`s allowed to connect (browsers send one); empty allows any.
     pub allowed_origins: Vec<String>,
 }
@@ -74,6 +80,7 @@ impl Default for Limits {
             message_rate: 10,
             message_burst: 20,
             abuse_limit: 100,
+            abuse_window: Duration::from_secs(10),
             allowed_origins: Vec::new(),
         }
     }
@@ -116,10 +123,52 @@ pub struct ApiGateway {
     /// Flips to true when the stack shuts down: every connection closes with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub integration: Arc<dyn Integration>,
+    /// The route keys of the API (`$connect`, `$disconnect`, `$default`, custom ones): a message
+    /// goes to the route its `action` names, else to `$default`, else it gets API Gateway's
+    /// `Forbidden` error frame.
+    pub route_keys: BTreeSet<String>,
+    /// The `$connect` authorizer's identity sources (`route.request.header.NAME`,
+    /// `route.request.querystring.NAME`): a handshake missing one is refused with 401 before
+    /// the authorizer runs. Empty: the authorizer runs for every handshake.
+    pub identity_sources: Vec<String>,
+}
+
+/// The route keys of the built-in configuration: the special routes and one per client action.
+pub fn builtin_route_keys() -> BTreeSet<String> {
+    ["$connect", "$disconnect", "$default"]
+        .into_iter()
+        .chain(matchgate_protocol::action::ROUTE_KEYS.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks that the emulator can evaluate every identity source, as it must to refuse a
+/// handshake that lacks one.
+pub fn check_identity_sources(sources: &[String]) -> Result<(), String> {
+    for source in sources {
+        let name = source
+            .strip_prefix("route.request.header.")
+            .or_else(|| source.strip_prefix("route.request.querystring."))
+            .ok_or_else(|| {
+                format!(
+                    "identity source {source:?}: the local stack evaluates route.request.header.NAME and \
+                     route.request.querystring.NAME only"
+                )
+            })?;
+        if name.is_empty() {
+            return Err(format!("identity source {source:?} names no header or query parameter"));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for ApiGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiGateway").field("stage", &self.stage).field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("ApiGateway")
+            .field("stage", &self.stage)
+            .field("limits", &self.limits)
+            .field("route_keys", &self.route_keys)
+            .field("identity_sources", &self.identity_sources)
+            .finish_non_exhaustive()
     }
 }

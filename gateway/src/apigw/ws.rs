@@ -1,7 +1,7 @@
 //! The WebSocket endpoint: `$connect` before the upgrade, then one task per connection that
 //! routes frames, writes pushes and enforces the idle and maximum durations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -30,39 +30,72 @@ const CLOSE_NO_STATUS: u16 = 1005;
 const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
-/// A token bucket: `rate` messages a second on average, bursts of `burst`.
+/// A connection's message rate: a token bucket of `rate` frames a second on average with bursts
+/// of `burst`, and an abuse meter. Every refused frame adds one to the meter, which drains
+/// `abuse_limit` per `abuse_window`; a full meter is sustained abuse. An allowed frame does not
+/// empty the meter, so a client that floods between the frames that get through fills it all
+/// the same, while one briefly over the rate drains it again.
 #[derive(Debug)]
 struct RateLimit {
     tokens: f64,
     rate: f64,
     burst: f64,
+    abuse: f64,
+    abuse_limit: f64,
+    /// Meter units drained per second.
+    abuse_drain: f64,
     last: tokio::time::Instant,
-    refused_in_a_row: u32,
+    /// Whether the current run of refusals has had its `RateLimited` error: one per run, so
+    /// a flood gets at most one error per frame that got through, never one per refused frame.
+    warned: bool,
+}
+
+/// What the rate limit makes of one more frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    /// Refused; `warn`: the first refusal since a frame got through, which earns the error.
+    Refuse {
+        warn: bool,
+    },
+    /// Refused, and the meter is full: the connection is closed.
+    Abuse,
 }
 
 impl RateLimit {
-    fn new(rate: u32, burst: u32) -> Self {
+    fn new(limits: &super::Limits, now: tokio::time::Instant) -> Self {
+        let window = limits.abuse_window.as_secs_f64();
         Self {
-            tokens: f64::from(burst),
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            last: tokio::time::Instant::now(),
-            refused_in_a_row: 0,
+            tokens: f64::from(limits.message_burst),
+            rate: f64::from(limits.message_rate),
+            burst: f64::from(limits.message_burst),
+            abuse: 0.0,
+            abuse_limit: f64::from(limits.abuse_limit),
+            abuse_drain: if window > 0.0 { f64::from(limits.abuse_limit) / window } else { f64::INFINITY },
+            last: now,
+            warned: false,
         }
     }
 
-    fn allow(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
+    /// Charges one frame that arrived at `now`.
+    fn check(&mut self, now: tokio::time::Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        // `max` also turns 0 × ∞ (no time passed, no window) into an empty meter.
+        self.abuse = (self.abuse - elapsed * self.abuse_drain).max(0.0);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.refused_in_a_row = 0;
-            true
-        } else {
-            self.refused_in_a_row += 1;
-            false
+            self.warned = false;
+            return Verdict::Allow;
         }
+        self.abuse += 1.0;
+        if self.abuse >= self.abuse_limit {
+            return Verdict::Abuse;
+        }
+        let warn = !self.warned;
+        self.warned = true;
+        Verdict::Refuse { warn }
     }
 }
 
@@ -111,7 +144,7 @@ async fn upgrade(
     };
     // The authorizer runs first and sees the same request; its context then travels with every
     // event of the connection.
-    context.authorizer = match authorize(&gateway.auth, &context, &headers, &query).await {
+    context.authorizer = match authorize(&gateway, &context, &headers, &query).await {
         Ok(authorizer) => authorizer,
         Err((status, message)) => return refuse(status, message),
     };
@@ -162,12 +195,12 @@ type Refusal = (StatusCode, &'static str);
 /// `$connect` authorization: the REQUEST authorizer's context for this connection. The identity
 /// it establishes is the only one handlers ever use.
 async fn authorize(
-    auth: &AuthMode,
+    gateway: &ApiGateway,
     context: &EventContext,
     headers: &HeaderMap,
     query: &BTreeMap<String, Vec<String>>,
 ) -> Result<Map<String, Value>, Refusal> {
-    let mut authorizer = match auth {
+    let mut authorizer = match &gateway.auth {
         AuthMode::None => {
             let player_id = query
                 .get("playerId")
@@ -183,6 +216,13 @@ async fn authorize(
             authorizer
         }
         AuthMode::Jwt(verifier) => {
+            // As API Gateway does: a handshake without one of the identity sources is refused
+            // before the authorizer is invoked.
+            if let Some(missing) = gateway.identity_sources.iter().find(|s| !identity_source_present(s, headers, query))
+            {
+                tracing::info!(connection_id = context.connection_id, identity_source = missing, "$connect refused");
+                return Err((StatusCode::UNAUTHORIZED, "Unauthorized"));
+            }
             // The very event a REQUEST authorizer Lambda receives, through the very same code.
             let mut event = context.connect(headers, query, now_ms());
             event["type"] = json!("REQUEST");
@@ -204,6 +244,19 @@ async fn authorize(
     };
     authorizer.insert("integrationLatency".into(), json!(0));
     Ok(authorizer)
+}
+
+/// Whether a handshake carries an identity source: a header or query parameter that is present
+/// and not empty (API Gateway treats an empty one as missing). Sources are checked at start-up
+/// ([`super::check_identity_sources`]); any other kind counts as missing.
+fn identity_source_present(source: &str, headers: &HeaderMap, query: &BTreeMap<String, Vec<String>>) -> bool {
+    if let Some(name) = source.strip_prefix("route.request.header.") {
+        headers.get_all(name).iter().any(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+    } else if let Some(name) = source.strip_prefix("route.request.querystring.") {
+        query.get(name).is_some_and(|values| values.iter().any(|v| !v.is_empty()))
+    } else {
+        false
+    }
 }
 
 fn parse_query(raw: &str) -> BTreeMap<String, Vec<String>> {
@@ -231,7 +284,7 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
     let max_duration = tokio::time::sleep(limits.max_connection_duration);
     tokio::pin!(idle, max_duration);
     let mut shutdown = gateway.shutdown.clone();
-    let mut rate = RateLimit::new(limits.message_rate, limits.message_burst);
+    let mut rate = RateLimit::new(&limits, tokio::time::Instant::now());
 
     let (code, reason): (u16, String) = loop {
         tokio::select! {
@@ -257,37 +310,42 @@ async fn run_connection(mut socket: WebSocket, context: EventContext, gateway: A
             }
             frame = socket.recv() => {
                 let now = now_ms();
-                match frame {
-                    Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow() => {
-                        Registry::touch(&handle, now);
-                        if rate.refused_in_a_row >= limits.abuse_limit {
+                // Data and control frames alike are charged to the rate limit: a flood of
+                // pings is a flood. A refused frame neither reaches a route nor counts as
+                // activity for the idle timeout.
+                if let Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) = &frame {
+                    Registry::touch(&handle, now);
+                    match rate.check(tokio::time::Instant::now()) {
+                        Verdict::Allow => idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout),
+                        Verdict::Refuse { warn } => {
+                            if warn {
+                                let push = matchgate_protocol::Push::error(
+                                    matchgate_protocol::ErrorCode::RateLimited,
+                                    format!("more than {} messages a second; slow down", limits.message_rate),
+                                );
+                                // Best-effort: a client that floods and does not read gets none.
+                                let _ = handle.tx.try_send(Outbound::Text(push.to_frame()));
+                            }
+                            continue;
+                        }
+                        Verdict::Abuse => {
                             Box::pin(close(&mut socket, CLOSE_POLICY_VIOLATION, "Too many messages")).await;
                             break (CLOSE_POLICY_VIOLATION, "Message rate abuse".into());
                         }
-                        let push = matchgate_protocol::Push::error(
-                            matchgate_protocol::ErrorCode::RateLimited,
-                            format!("more than {} messages a second; slow down", limits.message_rate),
-                        );
-                        // Refusals are best-effort: a client that floods and does not read gets none.
-                        let _ = handle.tx.try_send(Outbound::Text(push.to_frame()));
                     }
+                }
+                match frame {
                     Some(Ok(Message::Text(text))) => {
-                        Registry::touch(&handle, now);
-                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                         // Boxed so the route future only takes memory while a message is handled,
                         // not in every idle connection's task.
                         Box::pin(dispatch(&gateway, &context, &handle, text.as_str(), false)).await;
                     }
                     Some(Ok(Message::Binary(data))) => {
-                        Registry::touch(&handle, now);
-                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                         let body = base64::engine::general_purpose::STANDARD.encode(&data);
                         Box::pin(dispatch(&gateway, &context, &handle, &body, true)).await;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        Registry::touch(&handle, now);
-                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
-                    }
+                    // Answered by tungstenite itself (a Ping) or nothing to answer (a Pong).
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         // tungstenite has queued the reply close frame; send it before dropping.
                         let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, futures_util::SinkExt::flush(&mut socket))).await;
@@ -359,10 +417,44 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     .await;
 }
 
+/// API Gateway's answer to a message that selects no route and finds no `$default`.
+const NO_ROUTE_MESSAGE: &str = "Forbidden";
+
+/// The route API Gateway selects for a message on `$request.body.action`: the route the
+/// `action` names if the API has it, else `$default` if it has one. Binary frames and bodies
+/// the expression cannot be evaluated on go to `$default`. `$connect` and `$disconnect` are
+/// never selected by a message.
+fn select_route<'a>(route_keys: &'a BTreeSet<String>, body: &str, binary: bool) -> Option<&'a str> {
+    #[derive(serde::Deserialize)]
+    struct Selector<'a> {
+        #[serde(borrow)]
+        action: Option<std::borrow::Cow<'a, str>>,
+    }
+    let named = if binary {
+        None
+    } else {
+        match serde_json::from_str::<Selector<'_>>(body) {
+            Ok(Selector { action: Some(action) }) if !matches!(action.as_ref(), "$connect" | "$disconnect") => {
+                route_keys.get(action.as_ref())
+            }
+            _ => None,
+        }
+    };
+    named.or_else(|| route_keys.get("$default")).map(String::as_str)
+}
+
 /// Routes one frame on `$request.body.action` and invokes the route's integration. A failed
 /// invocation gets API Gateway's own error frame; the connection stays open.
 async fn dispatch(gateway: &ApiGateway, context: &EventContext, handle: &ConnectionHandle, body: &str, binary: bool) {
-    let route_key = if binary { "$default" } else { matchgate_protocol::action::select_route(body) };
+    let Some(route_key) = select_route(&gateway.route_keys, body, binary) else {
+        let frame = json!({
+            "message": NO_ROUTE_MESSAGE,
+            "connectionId": context.connection_id,
+            "requestId": uuid::Uuid::new_v4().to_string(),
+        });
+        let _ = handle.tx.try_send(Outbound::Text(frame.to_string()));
+        return;
+    };
     let event = context.message(route_key, body, binary, now_ms());
     let request_id = event["requestContext"]["requestId"].as_str().unwrap_or_default().to_owned();
     let failed = match gateway.integration.invoke(route_key, event).await {
@@ -379,5 +471,91 @@ async fn dispatch(gateway: &ApiGateway, context: &EventContext, handle: &Connect
             "requestId": request_id,
         });
         let _ = handle.tx.try_send(Outbound::Text(frame.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn keys(keys: &[&str]) -> BTreeSet<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[test]
+    fn selects_the_configured_routes_like_api_gateway() {
+        let routes = keys(&["$connect", "$disconnect", "$default", "ping", "watch"]);
+        assert_eq!(select_route(&routes, r#"{"action":"watch"}"#, false), Some("watch"));
+        assert_eq!(select_route(&routes, r#"{"action":"ping"}"#, false), Some("ping"));
+        // Not a route of this API, even if the protocol knows it.
+        assert_eq!(select_route(&routes, r#"{"action":"status"}"#, false), Some("$default"));
+        assert_eq!(select_route(&routes, r#"{"action":"$connect"}"#, false), Some("$default"));
+        assert_eq!(select_route(&routes, "not json", false), Some("$default"));
+        assert_eq!(select_route(&routes, r#"{"action":7}"#, false), Some("$default"));
+        assert_eq!(select_route(&routes, r#"{"action":"ping"}"#, true), Some("$default"));
+        let no_default = keys(&["$connect", "$disconnect", "ping"]);
+        assert_eq!(select_route(&no_default, r#"{"action":"ping"}"#, false), Some("ping"));
+        assert_eq!(select_route(&no_default, r#"{"action":"status"}"#, false), None);
+        assert_eq!(select_route(&no_default, "not json", false), None);
+    }
+
+    #[test]
+    fn identity_sources_must_be_present_and_not_empty() {
+        let mut headers = HeaderMap::new();
+        headers.insert("sec-websocket-protocol", "matchgate.v1, abc".parse().unwrap());
+        let query = parse_query("token=&playerId=x");
+        assert!(identity_source_present("route.request.header.Sec-WebSocket-Protocol", &headers, &query));
+        assert!(!identity_source_present("route.request.header.Authorization", &headers, &query));
+        assert!(!identity_source_present("route.request.querystring.token", &headers, &query));
+        assert!(identity_source_present("route.request.querystring.playerId", &headers, &query));
+        assert!(!identity_source_present("stageVariables.token", &headers, &query));
+    }
+
+    fn limits(rate: u32, burst: u32, abuse_limit: u32, window: Duration) -> super::super::Limits {
+        super::super::Limits {
+            message_rate: rate,
+            message_burst: burst,
+            abuse_limit,
+            abuse_window: window,
+            ..super::super::Limits::default()
+        }
+    }
+
+    #[test]
+    fn flooding_between_allowed_messages_is_still_abuse() {
+        let mut now = tokio::time::Instant::now();
+        let mut rate = RateLimit::new(&limits(10, 1, 20, Duration::from_secs(10)), now);
+        let mut rounds = 0;
+        let verdict = loop {
+            rounds += 1;
+            assert!(rounds < 100, "never closed");
+            // Long enough for one message to get through…
+            now += Duration::from_millis(150);
+            assert_eq!(rate.check(now), Verdict::Allow);
+            // …then a flood of five, with one RateLimited error for all of them.
+            let verdicts: Vec<Verdict> = (0..5).map(|_| rate.check(now)).collect();
+            if let Some(abuse) = verdicts.iter().find(|v| **v == Verdict::Abuse) {
+                break *abuse;
+            }
+            assert_eq!(verdicts[0], Verdict::Refuse { warn: true });
+            assert!(verdicts[1..].iter().all(|v| *v == Verdict::Refuse { warn: false }), "{verdicts:?}");
+        };
+        assert_eq!(verdict, Verdict::Abuse);
+        assert!(rounds > 1, "a single burst of five is not abuse");
+    }
+
+    #[test]
+    fn a_client_briefly_over_the_rate_is_not_closed() {
+        let mut now = tokio::time::Instant::now();
+        let mut rate = RateLimit::new(&limits(10, 20, 30, Duration::from_secs(10)), now);
+        for _ in 0..10 {
+            // Forty at once, then quiet: twenty refused, and the meter drains in the pause.
+            let refused: Vec<Verdict> = (0..40).map(|_| rate.check(now)).filter(|v| *v != Verdict::Allow).collect();
+            assert_eq!(refused.len(), 20);
+            assert!(!refused.contains(&Verdict::Abuse));
+            now += Duration::from_secs(10);
+        }
     }
 }

@@ -126,6 +126,9 @@ async fn a_flood_is_rate_limited_then_closed_and_other_players_match_meanwhile()
     };
     assert!((1..=200).contains(&pongs), "the burst is served: {pongs}");
     assert!(rate_limited >= 1, "the excess gets RateLimited errors");
+    // One error per run of refused messages, not one per refused message: a flood cannot
+    // make the server send more than it lets through.
+    assert!(rate_limited <= pongs + 1, "{rate_limited} RateLimited errors for {pongs} messages let through");
     assert_eq!(code, Some(1008), "sustained abuse closes the connection");
 
     // Meanwhile, and after, other players are matched as usual.
@@ -138,6 +141,76 @@ async fn a_flood_is_rate_limited_then_closed_and_other_players_match_meanwhile()
     stack.engine.cycle(matchgate_gateway::now_ms());
     a.expect("succeeded", |p| matches!(p, Push::MatchmakingSucceeded { .. })).await?;
     b.expect("succeeded", |p| matches!(p, Push::MatchmakingSucceeded { .. })).await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn flooding_between_messages_that_get_through_is_still_closed() -> anyhow::Result<()> {
+    // 10 messages a second, no burst: four sent back to back are over the rate, and a pause
+    // of 150 ms always lets the next one through. Each flood alone is far below the abuse
+    // limit; together they are sustained abuse.
+    let limits = Limits {
+        message_rate: 10,
+        message_burst: 1,
+        abuse_limit: 12,
+        abuse_window: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let stack = stack_with(limits).await?;
+    let mut flooder = raw(&stack, "pulsing").await?;
+    let mut code = None;
+    let mut answered = 0;
+    'rounds: for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if flooder.send(Message::text(r#"{"action":"ping"}"#)).await.is_err() {
+            break;
+        }
+        // The single message gets through: its Pong arrives (after the last flood's error).
+        loop {
+            match tokio::time::timeout(matchgate_tests::HANG_GUARD, flooder.next()).await? {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<Push>(&text)? {
+                    Push::Pong { .. } => break,
+                    Push::Error { code: ErrorCode::RateLimited, .. } => continue,
+                    other => anyhow::bail!("unexpected {other:?}"),
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    code = frame.map(|f| u16::from(f.code));
+                    break 'rounds;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break 'rounds,
+            }
+        }
+        answered += 1;
+        for _ in 0..4 {
+            if flooder.send(Message::text(r#"{"action":"ping"}"#)).await.is_err() {
+                break 'rounds;
+            }
+        }
+    }
+    if code.is_none() {
+        code = close_code(&mut flooder).await;
+    }
+    assert!(answered >= 1, "messages got through between the floods");
+    assert_eq!(code, Some(1008), "sustained abuse closes the connection, however it is spread");
+    still_serving(&stack).await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_pings_is_closed_like_a_flood_of_messages() -> anyhow::Result<()> {
+    let limits = Limits { message_rate: 5, message_burst: 5, abuse_limit: 20, ..Limits::default() };
+    let stack = stack_with(limits).await?;
+    let mut flooder = raw(&stack, "pinger").await?;
+    for i in 0..200u32 {
+        if flooder.send(Message::Ping(i.to_be_bytes().to_vec().into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut flooder).await, Some(1008), "control frames are charged to the rate limit");
+    still_serving(&stack).await?;
     stack.shutdown().await;
     Ok(())
 }

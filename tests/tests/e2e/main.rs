@@ -14,4 +14,5 @@ mod invoke_api;
 mod limits;
 mod local_stack;
 mod template;
+mod template_routes;
 mod template_stack;

@@ -13,12 +13,12 @@ use matchgate_protocol::action::ROUTE_KEYS;
 /// The routes every WebSocket API has besides the client actions.
 const SPECIAL_ROUTE_KEYS: [&str; 3] = ["$connect", "$disconnect", "$default"];
 
-/// Route keys the template routes but the gateway does not serve yet. DESIGN.md lists `watch` as
-/// the observers' action, but `matchgate_protocol::action::ROUTE_KEYS` lacks it, so the local
-/// gateway selects `$default` for `{"action":"watch"}` while API Gateway selects `watch`. Both
-/// routes reach mg-ping, which dispatches on `requestContext.routeKey`: locally it sees
-/// `$default` and cannot tell a watch from unknown input. Take `watch` out of this list when
-/// ROUTE_KEYS gains it (the test below fails then, as a reminder).
+/// Route keys the template routes but the protocol does not know yet. DESIGN.md lists `watch` as
+/// the observers' action, but `matchgate_protocol::action::ROUTE_KEYS` lacks it. Running from
+/// the template, the local gateway selects the `watch` route as API Gateway does (it routes on
+/// the template's route keys, see template_routes.rs), and mg-ping gets `routeKey: watch`; but
+/// no handler parses a `watch` action yet. Take `watch` out of this list when ROUTE_KEYS gains
+/// it (the test below fails then, as a reminder).
 const ROUTED_AHEAD_OF_PROTOCOL: &[&str] = &["watch"];
 
 /// Which binary serves which route, as DESIGN.md splits the handlers.
@@ -130,7 +130,7 @@ fn watch_is_routed_in_the_template_ahead_of_the_protocol() {
         let Some(route) = template.route(key) else { continue };
         eprintln!(
             "note: infra/template.yaml routes {key:?} to {} ({}), but matchgate_protocol::action::ROUTE_KEYS \
-             has no {key:?}: the local gateway sends it to $default instead",
+             has no {key:?}: the route is selected, but no handler parses the action yet",
             route.function_logical_id, route.binary
         );
         assert!(

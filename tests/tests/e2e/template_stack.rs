@@ -14,24 +14,61 @@ fn template_path() -> std::path::PathBuf {
 }
 
 async fn stack_from_template(overrides: &[(&str, &str)]) -> anyhow::Result<matchgate_gateway::stack::Stack> {
+    stack_from(&template_path(), overrides).await
+}
+
+async fn stack_from(
+    path: &std::path::Path,
+    overrides: &[(&str, &str)],
+) -> anyhow::Result<matchgate_gateway::stack::Stack> {
     let mut parameters: BTreeMap<String, String> =
         LOCAL_PARAMETER_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     parameters.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let template = matchgate_gateway::template::load(&template_path(), &parameters)?;
-    start_stack_with(quiet_config().with_template(&template)?).await
+    let template = matchgate_gateway::template::load(path, &parameters)?;
+    // Boxed: the stack's start is a large future.
+    Box::pin(start_stack_with(quiet_config().with_template(&template)?)).await
 }
 
 #[tokio::test]
 async fn the_configuration_and_rule_set_come_from_the_template() -> anyhow::Result<()> {
-    let stack = stack_from_template(&[("RequestTimeoutSeconds", "45")]).await?;
+    // A copy of the template whose rule set differs from every built-in one: the stack can only
+    // serve it if it loaded it from the template.
+    let yaml = std::fs::read_to_string(template_path())?;
+    let original = r#"          "name": "matchgate-default","#;
+    assert_eq!(yaml.matches(original).count(), 1, "the rule set's name in RuleSetBody");
+    let edited = yaml
+        .replace(original, r#"          "name": "edited-in-a-copy","#)
+        .replace(r#"              "default": 10"#, r#"              "default": 17"#);
+    let dir = std::env::temp_dir().join(format!("matchgate-template-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, edited)?;
+    let stack = stack_from(&path, &[("RequestTimeoutSeconds", "45")]).await?;
     assert_eq!(stack.configuration.request_timeout_seconds, 45);
     assert_eq!(stack.configuration.name, "matchgate-default");
     assert!(stack.configuration.rule_set_name.contains("-rules-"), "{}", stack.configuration.rule_set_name);
-    let rule_sets = stack.engine.describe_rule_sets(std::slice::from_ref(&stack.configuration.rule_set_name))?;
-    let deployed: serde_json::Value = serde_json::from_str(&rule_sets[0].body)?;
-    let file: serde_json::Value = serde_json::from_str(matchgate_gateway::stack::DEFAULT_RULE_SET)?;
-    assert_eq!(deployed, file);
+
+    // What a designer sees through the GameLift API.
+    let gamelift = aws_sdk_gamelift::Client::from_conf(
+        aws_sdk_gamelift::Config::builder()
+            .behavior_version(aws_sdk_gamelift::config::BehaviorVersion::latest())
+            .endpoint_url(format!("http://{}", stack.addr))
+            .region(aws_sdk_gamelift::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_gamelift::config::Credentials::new("local", "local", None, None, "tests"))
+            .build(),
+    );
+    let configurations = gamelift.describe_matchmaking_configurations().names("matchgate-default").send().await?;
+    let rule_set_name = configurations.configurations()[0].rule_set_name().unwrap_or_default().to_owned();
+    assert_eq!(rule_set_name, stack.configuration.rule_set_name);
+    let rule_sets = gamelift.describe_matchmaking_rule_sets().names(&rule_set_name).send().await?;
+    let deployed: serde_json::Value =
+        serde_json::from_str(rule_sets.rule_sets()[0].rule_set_body().unwrap_or_default())?;
+    assert_eq!(deployed["name"], "edited-in-a-copy", "{deployed}");
+    assert_eq!(deployed["playerAttributes"][0]["default"], 17, "{deployed}");
+    let built_in: serde_json::Value = serde_json::from_str(matchgate_gateway::stack::DEFAULT_RULE_SET)?;
+    assert_ne!(deployed, built_in);
     stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
