@@ -52,6 +52,9 @@ pub(crate) struct Prepared<'a> {
     pub num_agg: Vec<Option<[f64; 3]>>,
     /// Regions every player of the ticket reported: [min, max, avg] latency over the party.
     pub latency: BTreeMap<String, [f64; 3]>,
+    /// The regions the ticket may be placed in, sorted: those every player who reported
+    /// latency reported; `None` when no player reported any.
+    pub regions: Option<Vec<String>>,
 }
 
 impl Prepared<'_> {
@@ -148,6 +151,22 @@ impl RuleSet {
         {
             return None;
         }
+        // API_Player.html, LatencyInMs: "If this property is present, FlexMatch considers placing
+        // the match only in Regions for which latency is reported." A party whose reporting
+        // players share no region can never be placed. A latency rule that decides the match
+        // already demands a region every player reported, so then there is nothing to add.
+        let regions = if self.latency_rule_decides() {
+            None
+        } else {
+            let mut reporting = ticket.players.iter().map(|p| &p.latency_in_ms).filter(|l| !l.is_empty());
+            reporting.next().map(|first| {
+                let rest: Vec<_> = reporting.collect();
+                first.keys().filter(|r| rest.iter().all(|l| l.contains_key(*r))).cloned().collect::<Vec<String>>()
+            })
+        };
+        if regions.as_ref().is_some_and(Vec::is_empty) {
+            return None;
+        }
         Some(Prepared {
             pool_index,
             ticket,
@@ -155,7 +174,14 @@ impl RuleSet {
             values,
             num_agg,
             latency,
+            regions,
         })
+    }
+
+    /// True when a latency rule outside any compound must pass for every match: it only passes
+    /// in a region every player of the match reported.
+    fn latency_rule_decides(&self) -> bool {
+        self.rules.iter().any(|r| !r.in_compound && matches!(r.kind, RuleKind::Latency { .. }))
     }
 
     /// The most players any one team may ever hold (over all expansion stages).
@@ -268,6 +294,9 @@ impl RuleSet {
     /// rules on the pair, with the expansions the pair's age allows.
     fn pair_ok(&self, tickets: &[Prepared<'_>], anchor: usize, other: usize) -> bool {
         let members = [anchor, other];
+        if !share_a_region(tickets, members.iter().copied()) {
+            return false;
+        }
         let params = self.params_for(tickets, &members);
         self.rules.iter().enumerate().all(|(i, rule)| match rule.kind {
             RuleKind::BatchDistance { .. } | RuleKind::Latency { .. } if !rule.in_compound => {
@@ -281,7 +310,8 @@ impl RuleSet {
     /// batchingPreference "sorted", by closeness in sortByAttributes, then oldest first.
     fn order_candidates(&self, tickets: &[Prepared<'_>], anchor: usize, candidates: &mut [usize]) {
         let a = &tickets[anchor];
-        let sorted = self.stages[0].1.batching_preference == BatchingPreference::Sorted;
+        // An expansion may change batchingPreference: the stage in effect is the anchor's.
+        let sorted = self.params_for(tickets, &[anchor]).batching_preference == BatchingPreference::Sorted;
         // Rules the search can only judge on a complete match: candidates that already fail
         // one of them next to the anchor alone go last, so a greedy descent does not start
         // with a ticket that spoils every match it joins.
@@ -371,7 +401,8 @@ impl RuleSet {
 
     /// The large-match strategy: batch tickets around the anchor, then balance the teams.
     fn balanced(&self, tickets: &[Prepared<'_>], anchor: usize, mut candidates: Vec<usize>) -> Option<Built> {
-        if self.stages[0].1.batching_preference == BatchingPreference::FastestRegion {
+        // An expansion may change batchingPreference: the stage in effect is the anchor's.
+        if self.params_for(tickets, &[anchor]).batching_preference == BatchingPreference::FastestRegion {
             // Players whose fastest region is the anchor's come first; the documentation: "it may
             // group players based on their second- or third-fastest regions (or slower) in order
             // to create groups large enough to fill a match."
@@ -394,8 +425,8 @@ impl RuleSet {
             state.members.push((c, usize::MAX));
             let ids: Vec<usize> = state.members.iter().map(|m| m.0).collect();
             let params = self.params_for(tickets, &ids);
-            let ok =
-                self.rules.iter().enumerate().all(|(i, r)| {
+            let ok = share_a_region(tickets, ids.iter().copied())
+                && self.rules.iter().enumerate().all(|(i, r)| {
                     !r.prunable || r.in_compound || eval_rule(self, i, params, tickets, &state, &mut None)
                 });
             if ok {
@@ -467,6 +498,25 @@ impl RuleSet {
         }
         ok
     }
+}
+
+/// True when the tickets that reported latency have at least one reported region in common
+/// (API_Player.html, LatencyInMs: "FlexMatch considers placing the match only in Regions for
+/// which latency is reported"). Tickets without latency data do not constrain the match.
+fn share_a_region(tickets: &[Prepared<'_>], members: impl Iterator<Item = usize>) -> bool {
+    let mut common: Option<Vec<&str>> = None;
+    for m in members {
+        let Some(regions) = &tickets[m].regions else { continue };
+        let next: Vec<&str> = match common.take() {
+            None => regions.iter().map(String::as_str).collect(),
+            Some(c) => c.into_iter().filter(|r| regions.binary_search_by(|x| x.as_str().cmp(r)).is_ok()).collect(),
+        };
+        if next.is_empty() {
+            return false;
+        }
+        common = Some(next);
+    }
+    true
 }
 
 /// A sort rule's value for ticket `t`, relative to the anchor `a` for map attributes (the
@@ -671,16 +721,17 @@ fn eval_rule(
 ) -> bool {
     let rule = &rs.rules[index];
     let p = &params.rules[index];
-    let view = View {
-        rs,
-        tickets,
-        state,
-        party: rule.party_aggregation,
-        collection: match rule.kind {
-            RuleKind::Collection { aggregation, .. } => aggregation,
-            _ => None,
-        },
+    // FlexMatch rule types reference (match-rules-reference-ruletype.html): for comparison and
+    // distance rules (as for batchDistance, latency and the sort rules) "The default is `avg`";
+    // for collection rules "The default is `union`". A rule without partyAggregation therefore
+    // sees each party member's value as the party's aggregate, not its own. (The rule set
+    // examples page says all players of a multi-player ticket must meet the requirements; the
+    // rule-type reference is the more specific statement and is what is implemented here.)
+    let (party, collection) = match rule.kind {
+        RuleKind::Collection { aggregation, .. } => (None, Some(aggregation.unwrap_or(CollectionAggregation::Union))),
+        _ => (Some(rule.party_aggregation.unwrap_or(PartyAggregation::Avg)), None),
     };
+    let view = View { rs, tickets, state, party, collection };
     let scalars = |ms: &[expr::Expr]| {
         let mut out = Vec::new();
         for m in ms {
@@ -916,6 +967,10 @@ impl<'r, 'p> Search<'r, 'p> {
     }
 
     fn prunable_ok(&mut self) -> bool {
+        // Like a prunable rule: the shared regions only shrink as tickets join.
+        if !share_a_region(self.tickets, self.state.members.iter().map(|m| m.0)) {
+            return false;
+        }
         let params = self.params();
         let mut counter = Some(&mut self.metrics);
         self.rs.rules.iter().enumerate().all(|(i, r)| {

@@ -496,9 +496,10 @@ impl RuleSet {
         self.attributes.iter().map(|a| (a.name.as_str(), a.kind))
     }
 
-    /// The names of the rules, in document order (the names `ruleEvaluationMetrics` uses).
+    /// The names of the rules `ruleEvaluationMetrics` reports, in document order: every rule
+    /// but the sort rules, which only order candidates and never pass or fail.
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.name.as_str())
+        self.rules.iter().filter(|r| !r.is_sort()).map(|r| r.name.as_str())
     }
 
     /// True when the rule set has a latency rule, so players must report latencies to match.

@@ -201,3 +201,127 @@ fn expansions_follow_the_newest_ticket_in_the_potential_match() {
     assert!(rs.find_matches(std::slice::from_ref(&p2), T0 + 54_000).is_empty());
     assert_eq!(rs.find_matches(&[p2], T0 + 55_000)[0].ticket_ids, ["t-player2"]);
 }
+
+/// The rule-type reference: comparison and distance rules default to `partyAggregation: avg`,
+/// collection rules to `union`. A party is judged by its aggregate, not player by player.
+#[test]
+fn party_aggregation_defaults_to_avg_and_union() {
+    let two_plus_one = |rule: serde_json::Value, attributes: serde_json::Value| {
+        RuleSet::parse(
+            &json!({
+                "ruleLanguageVersion": "1.0",
+                "playerAttributes": attributes,
+                "teams": [{ "name": "a", "minPlayers": 2, "maxPlayers": 2 }, { "name": "b", "minPlayers": 1, "maxPlayers": 1 }],
+                "rules": [rule]
+            })
+            .to_string(),
+        )
+        .unwrap()
+    };
+    let skill = json!([{ "name": "skill", "type": "number" }]);
+    let with_agg = |mut rule: serde_json::Value, agg: Option<&str>| {
+        if let Some(agg) = agg {
+            rule["partyAggregation"] = json!(agg);
+        }
+        rule
+    };
+
+    // Comparison: the party averages 12.5, although one of its players is below 10.
+    let at_least_10 = json!({ "name": "Min", "type": "comparison", "operation": ">=", "referenceValue": 10,
+        "measurements": ["flatten(teams[*].players.attributes[skill])"] });
+    let pool = vec![
+        ticket("party", T0, vec![player("p1", &[("skill", n(5.0))], &[]), player("p2", &[("skill", n(20.0))], &[])]),
+        solo("solo", T0, &[("skill", n(15.0))], &[]),
+    ];
+    assert_eq!(two_plus_one(with_agg(at_least_10.clone(), None), skill.clone()).find_matches(&pool, T0).len(), 1);
+    assert_eq!(
+        two_plus_one(with_agg(at_least_10.clone(), Some("avg")), skill.clone()).find_matches(&pool, T0).len(),
+        1
+    );
+    assert!(two_plus_one(with_agg(at_least_10, Some("min")), skill.clone()).find_matches(&pool, T0).is_empty());
+
+    // Distance: the party's average (15) is within 5 of the solo player (17); its members are not.
+    let close = json!({ "name": "Close", "type": "distance", "maxDistance": 5,
+        "measurements": ["flatten(teams[*].players.attributes[skill])"] });
+    let pool = vec![
+        ticket("party", T0, vec![player("p1", &[("skill", n(10.0))], &[]), player("p2", &[("skill", n(20.0))], &[])]),
+        solo("solo", T0, &[("skill", n(17.0))], &[]),
+    ];
+    assert_eq!(two_plus_one(with_agg(close.clone(), None), skill.clone()).find_matches(&pool, T0).len(), 1);
+    assert!(two_plus_one(with_agg(close, Some("min")), skill).find_matches(&pool, T0).is_empty());
+
+    // Collection: by default the party's lists are united, so desert is shared with the solo player.
+    let shared = json!({ "name": "Shared", "type": "collection", "operation": "intersection", "minCount": 1,
+        "measurements": ["flatten(teams[*].players.attributes[maps])"] });
+    let maps = json!([{ "name": "maps", "type": "string_list" }]);
+    let pool = vec![
+        ticket(
+            "party",
+            T0,
+            vec![
+                player("p1", &[("maps", sl(&["forest"]))], &[]),
+                player("p2", &[("maps", sl(&["desert", "forest"]))], &[]),
+            ],
+        ),
+        solo("solo", T0, &[("maps", sl(&["desert"]))], &[]),
+    ];
+    assert_eq!(two_plus_one(with_agg(shared.clone(), None), maps.clone()).find_matches(&pool, T0).len(), 1);
+    assert!(two_plus_one(with_agg(shared, Some("intersection")), maps).find_matches(&pool, T0).is_empty());
+}
+
+/// An expansion of `algorithm.batchingPreference` takes effect once the anchor is old enough.
+#[test]
+fn batching_preference_expansions_apply_by_the_anchors_age() {
+    let rs = RuleSet::parse(
+        &json!({
+            "ruleLanguageVersion": "1.0",
+            "playerAttributes": [{ "name": "skill", "type": "number" }],
+            "algorithm": { "batchingPreference": "random", "sortByAttributes": ["skill"] },
+            "teams": [{ "name": "a", "minPlayers": 2, "maxPlayers": 2 }],
+            "expansions": [{ "target": "algorithm.batchingPreference", "steps": [{ "waitTimeSeconds": 10, "value": "sorted" }] }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let pool = vec![
+        solo("anchor", T0, &[("skill", n(50.0))], &[]),
+        solo("old-far", T0 + 1, &[("skill", n(900.0))], &[]),
+        solo("young-near", T0 + 2, &[("skill", n(52.0))], &[]),
+    ];
+    // Before the expansion: random batching, the oldest candidate first.
+    assert_eq!(all_players(&rs.find_matches(&pool, T0 + 5 * SECOND)[0]), ["anchor", "old-far"]);
+    // After it: sorted by skill, the nearest candidate first.
+    assert_eq!(all_players(&rs.find_matches(&pool, T0 + 20 * SECOND)[0]), ["anchor", "young-near"]);
+}
+
+/// Without a latency rule, tickets that report latency still need a reported region in common:
+/// FlexMatch "considers placing the match only in Regions for which latency is reported".
+#[test]
+fn reported_latencies_must_share_a_region_even_without_a_latency_rule() {
+    let rs = RuleSet::parse(
+        &json!({
+            "ruleLanguageVersion": "1.0",
+            "teams": [{ "name": "a", "minPlayers": 3, "maxPlayers": 3 }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let apart = vec![solo("x", T0, &[], &[("r1", 30)]), solo("y", T0, &[], &[("r2", 30)]), solo("z", T0, &[], &[])];
+    assert!(rs.find_matches(&apart, T0).is_empty());
+    // Pairwise overlaps are not enough: x∩y = r2, y∩z = r3, x∩z = r1, but no region is common.
+    let pairwise = vec![
+        solo("x", T0, &[], &[("r1", 30), ("r2", 30)]),
+        solo("y", T0, &[], &[("r2", 30), ("r3", 30)]),
+        solo("z", T0, &[], &[("r1", 30), ("r3", 30)]),
+    ];
+    assert!(rs.find_matches(&pairwise, T0).is_empty());
+    // A ticket without latency data does not constrain the match.
+    let shared =
+        vec![solo("x", T0, &[], &[("r1", 30), ("r2", 40)]), solo("y", T0, &[], &[("r2", 30)]), solo("z", T0, &[], &[])];
+    let m = &rs.find_matches(&shared, T0)[0];
+    assert_eq!(all_players(m), ["x", "y", "z"]);
+    assert_eq!(rs.acceptable_regions(&shared, T0), ["r2"]);
+    // A party whose players reported no region in common never matches.
+    let party = ticket("party", T0, vec![player("p1", &[], &[("r1", 30)]), player("p2", &[], &[("r2", 30)])]);
+    assert!(rs.find_matches(&[party, solo("z", T0, &[], &[])], T0).is_empty());
+}

@@ -113,6 +113,10 @@ struct EngineTicket {
     /// playerId → team, once in a match.
     teams: BTreeMap<String, String>,
     game_session: Option<GameSession>,
+    /// Every rule of the rule set, with the passes and failures FlexMatch reported for the
+    /// potential matches this ticket was part of (zero until it is in one), for the
+    /// `ruleEvaluationMetrics` of MatchmakingTimedOut and MatchmakingCancelled.
+    rule_metrics: Vec<RuleEvaluationMetric>,
 }
 
 /// A match waiting for its players to accept.
@@ -410,9 +414,12 @@ impl LocalFlexMatch {
             players,
             teams: BTreeMap::new(),
             game_session: None,
+            rule_metrics: rule_set
+                .rule_names()
+                .map(|name| RuleEvaluationMetric { rule_name: name.to_owned(), passed_count: 0, failed_count: 0 })
+                .collect(),
         };
-        let mut detail = detail_for(E::MatchmakingSearching, &[(&request.ticket_id, &ticket)]);
-        detail.estimated_wait_millis = Some(serde_json::Value::String("NOT_AVAILABLE".into()));
+        let detail = searching_detail(&request.ticket_id, &ticket);
         state.tickets.insert(request.ticket_id.clone(), ticket);
         self.publish(&configuration, detail);
         drop(state);
@@ -470,6 +477,12 @@ impl LocalFlexMatch {
         let mut detail = detail_for(event_type, &[(ticket_id, &ticket)]);
         detail.reason = Some(reason.to_owned());
         detail.message = Some(message.to_owned());
+        // match-events-matchmakingtimedout.html and match-events-matchmakingcancelled.html list
+        // ruleEvaluationMetrics in the detail (AWS's Cancelled example: zero counts for rules
+        // never evaluated).
+        if matches!(event_type, E::MatchmakingTimedOut | E::MatchmakingCancelled) {
+            detail.rule_evaluation_metrics = Some(ticket.rule_metrics);
+        }
         if let Some(configuration) = state.configurations.get(&ticket.configuration_name) {
             self.publish(configuration, detail);
         }
@@ -509,8 +522,20 @@ impl LocalFlexMatch {
             pending.ticket_ids.iter().filter_map(|id| state.tickets.get(id).map(|t| (id.clone(), t.clone()))).collect();
         let mut detail = detail_for(E::AcceptMatch, &as_refs(&refs));
         detail.match_id = Some(match_id.clone());
-        for player in detail.tickets.iter_mut().flat_map(|t| t.players.iter_mut()) {
-            player.accepted = Some(pending.accepted.contains(&player.player_id));
+        // match-events-acceptmatch.html: "Missing data means that AcceptMatch hasn't been called
+        // for that player."
+        let answer = |player_id: &str| {
+            if pending.accepted.contains(player_id) {
+                Some(true)
+            } else if pending.rejected.contains(player_id) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        let info_players = detail.game_session_info.iter_mut().flat_map(|i| i.players.iter_mut());
+        for player in detail.tickets.iter_mut().flat_map(|t| t.players.iter_mut()).chain(info_players) {
+            player.accepted = answer(&player.player_id);
         }
         if let Some(configuration) = state.configurations.get(&pending.configuration_name).cloned() {
             self.publish(&configuration, detail);
@@ -525,7 +550,8 @@ impl LocalFlexMatch {
     }
 
     /// Ends a proposed match: placed when accepted; otherwise tickets whose players all accepted
-    /// (or, on a rejection, had not answered yet) search again and the others are cancelled.
+    /// search again and the others (a player rejected or did not answer) are cancelled, as
+    /// API_AcceptMatch.html says.
     fn settle_pending(&self, state: &mut EngineState, match_id: &str, acceptance: &str, now: i64) {
         let Some(pending) = state.pending.remove(match_id) else { return };
         let Some(configuration) = state.configurations.get(&pending.configuration_name).cloned() else { return };
@@ -540,24 +566,24 @@ impl LocalFlexMatch {
             return;
         }
         for (id, ticket) in &refs {
-            let ids = ticket.players.iter().map(|p| &p.player_id);
-            let keeps_searching = if acceptance == "Rejected" {
-                !ticket.players.iter().any(|p| pending.rejected.contains(&p.player_id))
-            } else {
-                ids.clone().all(|p| pending.accepted.contains(p))
-            };
+            // API_AcceptMatch.html: "If the ticket has one or more players who rejected the match
+            // or failed to respond, the ticket status is set CANCELLED [...]. If all players in
+            // the ticket accepted the match, the ticket status is returned to SEARCHING".
+            let keeps_searching = ticket.players.iter().all(|p| pending.accepted.contains(&p.player_id));
             if keeps_searching {
                 if let Some(t) = state.tickets.get_mut(id) {
                     t.status = TicketStatus::Searching;
                     t.teams.clear();
                     let t = t.clone();
-                    self.publish(&configuration, detail_for(E::MatchmakingSearching, &[(id, &t)]));
+                    self.publish(&configuration, searching_detail(id, &t));
                 }
             } else {
-                let message = if acceptance == "Rejected" {
+                let message = if ticket.players.iter().any(|p| pending.rejected.contains(&p.player_id)) {
                     "A player rejected the match."
-                } else {
+                } else if acceptance == "TimedOut" {
                     "A player did not accept the match in time."
+                } else {
+                    "The match was rejected before every player of the ticket accepted."
                 };
                 self.end_ticket(state, id, TicketStatus::Cancelled, "AcceptanceFailed", message, now);
             }
@@ -675,6 +701,16 @@ impl LocalFlexMatch {
             .iter()
             .filter_map(|id| state.tickets.get(id).map(|t| (id.clone(), t.clone())))
             .collect();
+        for id in &proposed.ticket_ids {
+            if let Some(t) = state.tickets.get_mut(id) {
+                for m in &proposed.rule_evaluation_metrics {
+                    if let Some(total) = t.rule_metrics.iter_mut().find(|r| r.rule_name == m.rule_name) {
+                        total.passed_count += m.passed_count;
+                        total.failed_count += m.failed_count;
+                    }
+                }
+            }
+        }
         let mut created = detail_for(E::PotentialMatchCreated, &as_refs(&refs));
         created.match_id = Some(match_id.clone());
         created.acceptance_required = Some(configuration.acceptance_required);
@@ -873,6 +909,13 @@ fn check_configuration(c: &MatchmakingConfiguration) -> Result<(), GameLiftError
     Ok(())
 }
 
+/// MatchmakingSearching for one ticket, whether it just started or returned to the pool.
+fn searching_detail(ticket_id: &str, ticket: &EngineTicket) -> MatchmakingEventDetail {
+    let mut detail = detail_for(E::MatchmakingSearching, &[(ticket_id, ticket)]);
+    detail.estimated_wait_millis = Some(serde_json::Value::String("NOT_AVAILABLE".into()));
+    detail
+}
+
 fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)]) -> MatchmakingEventDetail {
     let seat = |t: &EngineTicket, player_id: &str| EventPlayer {
         player_id: player_id.to_owned(),
@@ -954,5 +997,212 @@ impl DescribedTicket {
                 port: g.port,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use matchgate_lambdas::adapters::memory::ManualClock;
+    use matchgate_lambdas::ports::MatchmakingPlayer;
+
+    use super::super::placement::FleetConfig;
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// Three single-player tickets make a match; skills within 10 of each other.
+    const TRIO: &str = r#"{
+        "ruleLanguageVersion": "1.0",
+        "playerAttributes": [{ "name": "skill", "type": "number", "default": 10 }],
+        "teams": [{ "name": "all", "minPlayers": 3, "maxPlayers": 3 }],
+        "rules": [{ "name": "Close", "type": "distance", "maxDistance": 10,
+                    "measurements": ["flatten(teams[*].players.attributes[skill])"] }]
+    }"#;
+
+    struct Setup {
+        engine: LocalFlexMatch,
+        clock: Arc<ManualClock>,
+        events: mpsc::UnboundedReceiver<MatchmakingEvent>,
+    }
+
+    impl Setup {
+        fn new(acceptance_required: bool) -> Self {
+            let clock = Arc::new(ManualClock::new(T0));
+            let (tx, events) = mpsc::unbounded_channel();
+            let engine = LocalFlexMatch::new("us-east-1", Fleet::new(FleetConfig::default()), clock.clone(), tx);
+            engine.create_rule_set("trio", TRIO).unwrap();
+            engine
+                .create_configuration(MatchmakingConfiguration {
+                    name: "cfg".into(),
+                    rule_set_name: "trio".into(),
+                    request_timeout_seconds: 60,
+                    acceptance_required,
+                    acceptance_timeout_seconds: 20,
+                    flex_match_mode: FlexMatchMode::Standalone,
+                    ..MatchmakingConfiguration::default()
+                })
+                .unwrap();
+            Self { engine, clock, events }
+        }
+
+        fn start(&self, ticket_id: &str) {
+            let player = MatchmakingPlayer {
+                player_id: ticket_id.to_owned(),
+                attributes: BTreeMap::new(),
+                latency_in_ms: BTreeMap::new(),
+            };
+            let request = StartMatchmakingRequest {
+                configuration_name: "cfg".into(),
+                ticket_id: ticket_id.to_owned(),
+                players: vec![player],
+            };
+            self.engine.start(request).unwrap();
+        }
+
+        fn drain(&mut self) -> Vec<MatchmakingEventDetail> {
+            std::iter::from_fn(|| self.events.try_recv().ok()).map(|e| e.detail).collect()
+        }
+
+        fn status(&self, ticket_id: &str) -> &'static str {
+            self.engine.ticket_status(ticket_id).map_or("UNKNOWN", TicketStatus::as_str)
+        }
+    }
+
+    fn of_type(events: &[MatchmakingEventDetail], t: E) -> Vec<&MatchmakingEventDetail> {
+        events.iter().filter(|e| e.event_type == t).collect()
+    }
+
+    fn for_ticket<'a>(events: &'a [MatchmakingEventDetail], t: E, ticket_id: &str) -> &'a MatchmakingEventDetail {
+        events
+            .iter()
+            .find(|e| e.event_type == t && e.tickets.iter().any(|x| x.ticket_id == ticket_id))
+            .unwrap_or_else(|| panic!("no {t:?} for {ticket_id} in {events:?}"))
+    }
+
+    fn metric(name: &str, passed: u64, failed: u64) -> RuleEvaluationMetric {
+        RuleEvaluationMetric { rule_name: name.into(), passed_count: passed, failed_count: failed }
+    }
+
+    #[test]
+    fn timed_out_and_cancelled_events_report_every_rule() {
+        let mut s = Setup::new(false);
+        s.start("stopped");
+        s.start("waiting");
+        s.engine.stop("stopped").unwrap();
+        s.clock.advance(Duration::from_secs(60));
+        s.engine.cycle(s.clock.now_ms());
+        let events = s.drain();
+        // Never in a potential match: every rule, with zero counts (AWS's Cancelled example).
+        let cancelled = for_ticket(&events, E::MatchmakingCancelled, "stopped");
+        assert_eq!(cancelled.rule_evaluation_metrics, Some(vec![metric("Close", 0, 0)]));
+        let timed_out = for_ticket(&events, E::MatchmakingTimedOut, "waiting");
+        assert_eq!(timed_out.rule_evaluation_metrics, Some(vec![metric("Close", 0, 0)]));
+        let json = serde_json::to_value(timed_out).unwrap();
+        assert_eq!(json["ruleEvaluationMetrics"][0]["ruleName"], "Close");
+    }
+
+    #[test]
+    fn a_ticket_keeps_the_counts_of_the_matches_it_was_proposed_in() {
+        let mut s = Setup::new(true);
+        for t in ["a", "b", "c"] {
+            s.start(t);
+        }
+        s.engine.cycle(s.clock.now_ms());
+        let events = s.drain();
+        let proposed = of_type(&events, E::PotentialMatchCreated)[0].rule_evaluation_metrics.clone().unwrap();
+        assert!(proposed[0].passed_count > 0, "{proposed:?}");
+        s.engine.accept("a", &["a".into()], true).unwrap();
+        s.engine.accept("b", &["b".into()], false).unwrap();
+        s.drain();
+        s.clock.advance(Duration::from_secs(60));
+        s.engine.cycle(s.clock.now_ms());
+        let events = s.drain();
+        let timed_out = for_ticket(&events, E::MatchmakingTimedOut, "a");
+        assert_eq!(timed_out.rule_evaluation_metrics.as_ref(), Some(&proposed));
+    }
+
+    #[test]
+    fn a_rejection_cancels_every_ticket_not_fully_accepted() {
+        let mut s = Setup::new(true);
+        for t in ["yes", "no", "silent"] {
+            s.start(t);
+        }
+        s.engine.cycle(s.clock.now_ms());
+        s.drain();
+        s.engine.accept("yes", &["yes".into()], true).unwrap();
+        s.engine.accept("no", &["no".into()], false).unwrap();
+        assert_eq!(s.status("yes"), "SEARCHING");
+        assert_eq!(s.status("no"), "CANCELLED");
+        // API_AcceptMatch.html: a ticket with a player who "failed to respond" is cancelled too.
+        assert_eq!(s.status("silent"), "CANCELLED");
+        let events = s.drain();
+        let searching = for_ticket(&events, E::MatchmakingSearching, "yes");
+        assert_eq!(searching.estimated_wait_millis, Some(serde_json::Value::String("NOT_AVAILABLE".into())));
+        assert!(of_type(&events, E::MatchmakingSearching).len() == 1, "{events:?}");
+        let silent = for_ticket(&events, E::MatchmakingCancelled, "silent");
+        assert_eq!(silent.reason.as_deref(), Some("AcceptanceFailed"));
+    }
+
+    #[test]
+    fn an_acceptance_timeout_returns_only_fully_accepted_tickets_to_searching() {
+        let mut s = Setup::new(true);
+        for t in ["yes", "also", "silent"] {
+            s.start(t);
+        }
+        s.engine.cycle(s.clock.now_ms());
+        s.engine.accept("yes", &["yes".into()], true).unwrap();
+        s.engine.accept("also", &["also".into()], true).unwrap();
+        s.drain();
+        s.clock.advance(Duration::from_secs(20));
+        s.engine.cycle(s.clock.now_ms());
+        assert_eq!(s.status("yes"), "SEARCHING");
+        assert_eq!(s.status("also"), "SEARCHING");
+        assert_eq!(s.status("silent"), "CANCELLED");
+        let events = s.drain();
+        for t in ["yes", "also"] {
+            let searching = for_ticket(&events, E::MatchmakingSearching, t);
+            assert_eq!(searching.estimated_wait_millis, Some(serde_json::Value::String("NOT_AVAILABLE".into())));
+        }
+    }
+
+    #[test]
+    fn accept_match_events_leave_out_players_who_have_not_answered() {
+        let mut s = Setup::new(true);
+        for t in ["yes", "no", "silent"] {
+            s.start(t);
+        }
+        s.engine.cycle(s.clock.now_ms());
+        s.drain();
+        s.engine.accept("yes", &["yes".into()], true).unwrap();
+        let events = s.drain();
+        let first = of_type(&events, E::AcceptMatch)[0];
+        let answers = |d: &MatchmakingEventDetail| {
+            let in_tickets: BTreeMap<String, Option<bool>> =
+                d.tickets.iter().flat_map(|t| &t.players).map(|p| (p.player_id.clone(), p.accepted)).collect();
+            let in_session: BTreeMap<String, Option<bool>> = d
+                .game_session_info
+                .iter()
+                .flat_map(|i| &i.players)
+                .map(|p| (p.player_id.clone(), p.accepted))
+                .collect();
+            assert_eq!(in_tickets, in_session, "tickets and gameSessionInfo agree");
+            in_tickets
+        };
+        let expected: BTreeMap<String, Option<bool>> =
+            [("yes".into(), Some(true)), ("no".into(), None), ("silent".into(), None)].into();
+        assert_eq!(answers(first), expected);
+        // On the wire the field is absent for a player who has not answered.
+        let json = serde_json::to_value(first).unwrap();
+        let silent = json["tickets"].as_array().unwrap().iter().find(|t| t["ticketId"] == "silent").unwrap();
+        assert!(silent["players"][0].get("accepted").is_none(), "{silent}");
+
+        s.engine.accept("no", &["no".into()], false).unwrap();
+        let events = s.drain();
+        let second = of_type(&events, E::AcceptMatch)[0];
+        let expected: BTreeMap<String, Option<bool>> =
+            [("yes".into(), Some(true)), ("no".into(), Some(false)), ("silent".into(), None)].into();
+        assert_eq!(answers(second), expected);
     }
 }

@@ -966,8 +966,8 @@ async fn dropped_events_body(backend: Backend) {
 
 on_both_backends!(a_second_proposal_learned_only_by_polling_is_pushed, second_polled_proposal_body);
 
-/// Every proposal event is lost. Ann's first match is learned by the backstop; Ben rejects it,
-/// and the rejection arrives, so Ann is searching again. Her second match's events are lost too:
+/// Every proposal event is lost. Ann's first match is learned by the backstop; she accepts, Ben
+/// rejects, and the rejection arrives, so Ann is searching again. Her second match's events are lost too:
 /// the backstop must learn that proposal as well, although it polled the very same status for
 /// her before, and Ann must be asked to accept again.
 async fn second_polled_proposal_body(backend: Backend) {
@@ -993,6 +993,7 @@ async fn second_polled_proposal_body(backend: Backend) {
     assert_eq!(proposals(&h, mark), 1, "{ctx}: the backstop learned the first proposal");
     assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::RequiresAcceptance, "{ctx}");
 
+    h.accept(&ann, &ann_ticket, true).await;
     h.accept(&ben, &ben_ticket, false).await;
     let rejected = h.drain();
     assert!(rejected.iter().any(|e| e.detail.event_type == E::AcceptMatchCompleted), "{ctx}: {rejected:?}");

@@ -116,6 +116,11 @@ async fn a_rejected_match_cancels_the_rejecter_and_returns_the_other_to_searchin
     stack.engine.cycle(now_ms());
     alice.expect("proposed", |p| matches!(p, Push::PotentialMatchCreated { .. })).await?;
     bob.expect("proposed", |p| matches!(p, Push::PotentialMatchCreated { .. })).await?;
+    // Bob accepts; then Alice rejects. As AcceptMatch documents, a ticket whose players all
+    // accepted returns to searching, and one with a player who rejected (or never answered) is
+    // cancelled.
+    bob.send(json!({"action": "accept", "ticketId": tickets[1], "accept": true})).await?;
+    bob.expect("his acceptance", |p| matches!(p, Push::AcceptMatch { accepted_count: 1, .. })).await?;
     alice.send(json!({"action": "accept", "ticketId": tickets[0], "accept": false})).await?;
     let ended = alice.expect("cancelled", |p| matches!(p, Push::MatchmakingCancelled { .. })).await?;
     assert!(matches!(ended, Push::MatchmakingCancelled { ticket_id, .. } if ticket_id == tickets[0]));
