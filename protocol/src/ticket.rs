@@ -184,6 +184,22 @@ impl TicketState {
             E::Unknown => Transition::Ignore("unknown event type"),
         }
     }
+
+    /// Applies what polling DescribeMatchmaking reported now, as an event of its type. A poll
+    /// is the ticket's current status, not a message that may have been overtaken, so one case
+    /// that an event could not settle is settled here: a ticket waiting for acceptance that
+    /// FlexMatch reports SEARCHING had its match dropped (the rejection or timeout was never
+    /// delivered) and searches again. Everything else is as [`Self::apply`].
+    pub fn apply_polled(&self, event: &MatchmakingEventDetail) -> Transition {
+        if event.event_type == MatchmakingEventType::MatchmakingSearching
+            && self.status == TicketStatus::RequiresAcceptance
+        {
+            let mut next = self.with(TicketStatus::Searching, None);
+            next.close(self.match_id.as_deref());
+            return Transition::Advance(next);
+        }
+        self.apply(event)
+    }
 }
 
 impl Default for TicketState {
@@ -206,6 +222,30 @@ mod tests {
             Transition::Advance(next) => next,
             Transition::Ignore(why) => panic!("expected a transition, got Ignore({why})"),
         }
+    }
+
+    #[test]
+    fn only_a_poll_returns_a_ticket_waiting_for_acceptance_to_searching() {
+        let searching = advance(&TicketState::new(), &event(E::MatchmakingSearching, None));
+        let proposal =
+            MatchmakingEventDetail { acceptance_required: Some(true), ..event(E::PotentialMatchCreated, Some("m1")) };
+        let waiting = advance(&searching, &proposal);
+        assert_eq!(waiting.status, TicketStatus::RequiresAcceptance);
+        // A MatchmakingSearching event may be the ticket's first, overtaken by the proposal.
+        assert!(matches!(waiting.apply(&event(E::MatchmakingSearching, None)), Transition::Ignore(_)));
+        // A poll is the ticket's status now: the match was dropped.
+        let Transition::Advance(back) = waiting.apply_polled(&event(E::MatchmakingSearching, None)) else {
+            panic!("a poll saying SEARCHING must return the ticket to searching");
+        };
+        assert_eq!(back.status, TicketStatus::Searching);
+        assert_eq!(back.match_id, None);
+        // The dropped match stays dropped, whatever arrives late for it.
+        assert!(matches!(back.apply(&proposal), Transition::Ignore(_)));
+        // Otherwise a poll is applied as the event it stands for.
+        assert_eq!(
+            searching.apply_polled(&event(E::MatchmakingSearching, None)),
+            searching.apply(&event(E::MatchmakingSearching, None))
+        );
     }
 
     #[test]

@@ -112,6 +112,10 @@ async fn reschedule(deps: &Deps, ticket_id: &str, now: i64) -> Result<(), Handle
     }
 }
 
+/// How the ID of an event made from a DescribeMatchmaking answer starts: the events handler
+/// applies those with [`matchgate_protocol::ticket::TicketState::apply_polled`].
+pub const POLLED_EVENT_PREFIX: &str = "backstop:";
+
 /// What a DescribeMatchmaking answer says, as the FlexMatch event that would have said it. Its
 /// ID names the ticket, the status and the time of the poll: a ticket can pass through the same
 /// status twice (a rejected match returns it to searching, then a new match is proposed), so the
@@ -139,7 +143,7 @@ pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<Matchm
     let session = description.game_session.as_ref();
     Some(MatchmakingEvent {
         version: "0".into(),
-        id: format!("backstop:{}:{}:{now_ms}", description.ticket_id, description.status.as_str()),
+        id: format!("{POLLED_EVENT_PREFIX}{}:{}:{now_ms}", description.ticket_id, description.status.as_str()),
         detail_type: DETAIL_TYPE.into(),
         source: SOURCE.into(),
         account: String::new(),

@@ -62,7 +62,12 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
             return Ok(false);
         }
-        let next = match ticket.state.apply(&event.detail) {
+        let transition = if event.id.starts_with(super::backstop::POLLED_EVENT_PREFIX) {
+            ticket.state.apply_polled(&event.detail)
+        } else {
+            ticket.state.apply(&event.detail)
+        };
+        let next = match transition {
             Transition::Advance(next) => next,
             Transition::Ignore(why) => {
                 tracing::debug!(ticket_id, event_type = ?event.detail.event_type, why, "event changes nothing");

@@ -1019,6 +1019,59 @@ async fn second_polled_proposal_body(backend: Backend) {
     assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::RequiresAcceptance, "{ctx}");
 }
 
+on_both_backends!(a_lost_rejection_is_learned_by_polling, lost_rejection_body);
+
+/// Ann accepts her match, Ben rejects it, and the rejection's events are all lost: Ann's ticket
+/// still waits for acceptance while FlexMatch has put it back to searching. The backstop must
+/// learn that (she is told she is searching again), and then learn her next proposal too.
+async fn lost_rejection_body(backend: Backend) {
+    let ctx = format!("{backend:?}");
+    let settings = Settings::default();
+    let mut h = Harness::new(backend, "lost-rejection", settings.clone()).await;
+    let ann = h.connect("ann").await;
+    let ben = h.connect("ben").await;
+    let ann_ticket = h.matchmake(&ann, DUEL_ACCEPT).await;
+    let ben_ticket = h.matchmake(&ben, DUEL_ACCEPT).await;
+    h.cycle();
+    let proposed = h.drain();
+    h.deliver_all(&proposed).await;
+    assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::RequiresAcceptance, "{ctx}");
+
+    h.accept(&ann, &ann_ticket, true).await;
+    h.accept(&ben, &ben_ticket, false).await;
+    let lost = h.drain();
+    assert!(lost.iter().any(|e| e.detail.event_type == E::AcceptMatchCompleted), "{ctx}: {lost:?}");
+    assert_eq!(h.truth(&ann_ticket).status, TicketStatus::Searching, "{ctx}: FlexMatch requeued ann");
+
+    let mark = h.pusher.mark();
+    h.advance(settings.backstop_quiet + Duration::from_secs(1));
+    h.backstop().await;
+    assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::Searching, "{ctx}: the poll settles it");
+    assert!(
+        matches!(h.pushes_to("ann", mark).as_slice(), [Push::MatchmakingSearching { .. }]),
+        "{ctx}: ann is told she is searching again: {:?}",
+        h.pushes_to("ann", mark)
+    );
+    // Polling the same answer again changes nothing.
+    h.advance(settings.backstop_quiet + Duration::from_secs(1));
+    h.backstop().await;
+    assert_eq!(h.pushes_to("ann", mark).len(), 1, "{ctx}: {:?}", h.pushes_to("ann", mark));
+
+    let cid = h.connect("cid").await;
+    h.matchmake(&cid, DUEL_ACCEPT).await;
+    h.cycle();
+    let lost_again = h.drain();
+    assert!(lost_again.iter().any(|e| e.detail.event_type == E::PotentialMatchCreated), "{ctx}: a new proposal");
+    let mark = h.pusher.mark();
+    h.advance(settings.backstop_quiet + Duration::from_secs(1));
+    h.backstop().await;
+    assert!(
+        h.pushes_to("ann", mark).iter().any(|p| matches!(p, Push::PotentialMatchCreated { .. })),
+        "{ctx}: ann is asked about her new match: {:?}",
+        h.pushes_to("ann", mark)
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // 3. The client vanished between the match and the push
 // ------------------------------------------------------------------------------------------------
