@@ -96,13 +96,14 @@ pub struct TicketRecord {
     /// IDs of the events already applied, newest last, so a redelivery is a no-op.
     #[serde(default)]
     pub applied_event_ids: Vec<String>,
-    /// A token of the events-handler invocation that applied the newest event. Two invocations
-    /// can carry the same event at once (SNS delivers at least once, often in parallel); when one
-    /// loses the conditional write and finds the event applied, this tells it whether the winning
-    /// write was its own earlier attempt (its pushes are still to send) or the other's (they are
-    /// sent already, and sending them again would be a second push).
+    /// For each applied event ID (the ones in `applied_event_ids`), a token of the
+    /// events-handler invocation that applied it. Two invocations can carry the same event at
+    /// once (SNS delivers at least once, often in parallel); when one loses the conditional write
+    /// and finds the event applied, this tells it whether the winning write was its own earlier
+    /// attempt (its pushes are still to send) or the other's (they are sent already, and sending
+    /// them again would be a second push).
     #[serde(default)]
-    pub applied_by: Option<String>,
+    pub applied_by: BTreeMap<String, String>,
     /// While the ticket is live: when the backstop should next ask FlexMatch about it (epoch
     /// milliseconds). `None` once the ticket has ended.
     #[serde(default)]

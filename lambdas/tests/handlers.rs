@@ -72,7 +72,7 @@ fn ticket(id: &str, players: &[&str], now: i64) -> TicketRecord {
         last_event_at: now,
         results: BTreeMap::new(),
         applied_event_ids: Vec::new(),
-        applied_by: None,
+        applied_by: BTreeMap::new(),
         backstop_due_at: Some(now + 30_000),
         disconnected_at: None,
         expires_at: now / 1000 + 3600,

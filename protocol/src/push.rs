@@ -29,9 +29,12 @@ pub enum Push {
         ticket_id: String,
         match_id: String,
         /// How many of the match's players have accepted so far. A count, not the players: their
-        /// IDs are other people's identities, and the client only needs the progress.
+        /// IDs are other people's identities, and the client only needs the progress. Defaults
+        /// to 0 so results stored before the field existed still read.
+        #[serde(default)]
         accepted_count: u32,
         /// How many players the match has.
+        #[serde(default)]
         player_count: u32,
     },
     AcceptMatchCompleted {
@@ -133,4 +136,21 @@ pub enum ErrorCode {
     MatchmakingRejected,
     /// Something failed on the server; retry later.
     InternalError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accept_match_stored_before_the_counts_existed_still_reads() {
+        // Tickets keep their players' latest push for 24 h: one written by an older version
+        // (with the players' IDs, no counts) must not make the ticket unreadable.
+        let stored = r#"{"type":"AcceptMatch","ticketId":"t1","matchId":"m1","acceptedPlayerIds":["a","b"]}"#;
+        let push: Push = serde_json::from_str(stored).expect("an old AcceptMatch reads");
+        assert_eq!(
+            push,
+            Push::AcceptMatch { ticket_id: "t1".into(), match_id: "m1".into(), accepted_count: 0, player_count: 0 }
+        );
+    }
 }

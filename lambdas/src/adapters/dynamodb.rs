@@ -14,7 +14,7 @@
 //! items up to two days late. Top-level fields are plain DynamoDB attributes (strings, numbers,
 //! lists, maps) so a row reads naturally in the console; no field is a JSON string.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ pub mod attr {
     pub const LAST_EVENT_AT: &str = "lastEventAt";
     pub const RESULTS: &str = "results";
     pub const APPLIED_EVENT_IDS: &str = "appliedEventIds";
-    /// The events-handler invocation that applied the newest event (a random token).
+    /// For each applied event, the events-handler invocation that applied it (a random token).
     pub const APPLIED_BY: &str = "appliedBy";
     /// Partition key of the sparse `open-tickets` index, present only while the ticket is live.
     pub const BACKSTOP_SHARD: &str = "backstopShard";
@@ -464,6 +464,21 @@ impl Fields<'_> {
         }
     }
 
+    /// A map of strings; absent is empty.
+    fn string_map(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        match self.item.get(name) {
+            None | Some(Av::Null(_)) => Ok(BTreeMap::new()),
+            Some(Av::M(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Av::S(v) => Ok((k.clone(), v.clone())),
+                    _ => Err(malformed(self.table, name, "holds a value that is not a string")),
+                })
+                .collect(),
+            Some(_) => Err(malformed(self.table, name, "is not a map")),
+        }
+    }
+
     fn s(&self, name: &str) -> Result<String, StoreError> {
         self.optional_s(name)?.ok_or_else(|| malformed(self.table, name, "is missing"))
     }
@@ -791,7 +806,7 @@ impl PlayerStore for DynamoPlayers {
 /// machine's fields at the top level (`status` S in DescribeMatchmaking's spelling, `matchId` S,
 /// `closedMatchIds` L of S, each omitted when empty), `version` (N), `createdAt` and `lastEventAt`
 /// (N, epoch ms), `results` (M: playerId → the push as a map, e.g. `{type: "MatchmakingSucceeded",
-/// ticketId: .., port: 7777, ..}`), `appliedEventIds` (L of S), `appliedBy` (S, when an event was applied), `expiresAt` (N, epoch s, TTL), and
+/// ticketId: .., port: 7777, ..}`), `appliedEventIds` (L of S), `appliedBy` (M: event ID → the token of the invocation that applied it), `expiresAt` (N, epoch s, TTL), and
 /// while the ticket is live `backstopShard` (S, `open`) + `backstopDueAt` (N, epoch ms), the keys
 /// of the sparse `open-tickets` index. An ended ticket has neither, so it leaves the index.
 #[derive(Debug, Clone)]
@@ -839,8 +854,9 @@ fn ticket_item(table: &str, ticket: &TicketRecord) -> Result<Item, StoreError> {
         (attr::APPLIED_EVENT_IDS.to_owned(), string_list(applied_event_ids)),
         (attr::EXPIRES_AT.to_owned(), n(expires_at)),
     ]);
-    if let Some(token) = applied_by {
-        item.insert(attr::APPLIED_BY.to_owned(), s(token));
+    if !applied_by.is_empty() {
+        let tokens = applied_by.iter().map(|(event_id, token)| (event_id.clone(), s(token))).collect();
+        item.insert(attr::APPLIED_BY.to_owned(), Av::M(tokens));
     }
     if let Some(at) = disconnected_at {
         item.insert(attr::DISCONNECTED_AT.to_owned(), n(at));
@@ -888,7 +904,7 @@ fn ticket_from_item(table: &str, item: &Item) -> Result<TicketRecord, StoreError
         last_event_at: f.n(attr::LAST_EVENT_AT)?,
         results,
         applied_event_ids: f.string_list(attr::APPLIED_EVENT_IDS)?,
-        applied_by: f.optional_s(attr::APPLIED_BY)?,
+        applied_by: f.string_map(attr::APPLIED_BY)?,
         backstop_due_at: f.optional_n(attr::BACKSTOP_DUE_AT)?,
         disconnected_at: f.optional_n(attr::DISCONNECTED_AT)?,
         expires_at: f.n(attr::EXPIRES_AT)?,
@@ -1034,7 +1050,7 @@ mod tests {
                 },
             )]),
             applied_event_ids: vec!["e1".into()],
-            applied_by: Some("invocation-1".into()),
+            applied_by: BTreeMap::from([("e1".into(), "invocation-1".into())]),
             backstop_due_at: Some(5),
             disconnected_at: None,
             expires_at: 6,

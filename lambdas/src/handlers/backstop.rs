@@ -114,7 +114,13 @@ async fn reschedule(deps: &Deps, ticket_id: &str, now: i64) -> Result<(), Handle
 
 /// How the ID of an event made from a DescribeMatchmaking answer starts: the events handler
 /// applies those with [`matchgate_protocol::ticket::TicketState::apply_polled`].
-pub const POLLED_EVENT_PREFIX: &str = "backstop:";
+const POLLED_EVENT_PREFIX: &str = "backstop:";
+
+/// When the DescribeMatchmaking answer an event was made from was asked for (epoch ms), if it
+/// was made from one: the last field of its ID.
+pub(crate) fn polled_at(event: &MatchmakingEvent) -> Option<i64> {
+    event.id.strip_prefix(POLLED_EVENT_PREFIX)?.rsplit(':').next()?.parse().ok()
+}
 
 /// What a DescribeMatchmaking answer says, as the FlexMatch event that would have said it. Its
 /// ID names the ticket, the status and the time of the poll: a ticket can pass through the same

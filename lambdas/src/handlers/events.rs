@@ -54,7 +54,7 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
         };
         if ticket.applied_event_ids.contains(&event.id) {
             if let Some(pushes) = attempted
-                && ticket.applied_by.as_deref() == Some(token.as_str())
+                && ticket.applied_by.get(&event.id) == Some(&token)
             {
                 deliver(deps, &pushes).await;
                 return Ok(true);
@@ -62,10 +62,11 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
             return Ok(false);
         }
-        let transition = if event.id.starts_with(super::backstop::POLLED_EVENT_PREFIX) {
-            ticket.state.apply_polled(&event.detail)
-        } else {
-            ticket.state.apply(&event.detail)
+        // A poll speaks for the ticket's status when it was taken: only if no event has been
+        // applied since may it settle what an event could not (see `apply_polled`).
+        let transition = match super::backstop::polled_at(event) {
+            Some(polled_at) if ticket.last_event_at < polled_at => ticket.state.apply_polled(&event.detail),
+            _ => ticket.state.apply(&event.detail),
         };
         let next = match transition {
             Transition::Advance(next) => next,
@@ -87,10 +88,12 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
         updated.version += 1;
         updated.last_event_at = now;
         updated.applied_event_ids.push(event.id.clone());
-        updated.applied_by = Some(token.clone());
+        updated.applied_by.insert(event.id.clone(), token.clone());
         if updated.applied_event_ids.len() > MAX_APPLIED_EVENT_IDS {
             updated.applied_event_ids.remove(0);
         }
+        let remembered = &updated.applied_event_ids;
+        updated.applied_by.retain(|id, _| remembered.contains(id));
         for (player_id, push) in &pushes {
             updated.results.insert(player_id.clone(), push.clone());
         }

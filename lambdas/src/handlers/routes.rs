@@ -132,7 +132,7 @@ pub async fn matchmake(
         last_event_at: now,
         results: BTreeMap::from([(caller.player_id.clone(), queued.clone())]),
         applied_event_ids: Vec::new(),
-        applied_by: None,
+        applied_by: BTreeMap::new(),
         backstop_due_at: Some(now + deps.settings.backstop_quiet.as_millis() as i64),
         disconnected_at: None,
         expires_at: (now + deps.settings.ticket_ttl.as_millis() as i64) / 1000,

@@ -227,11 +227,14 @@ impl Matchmaker for CountingMatchmaker {
 
 /// A ticket store where, once armed for a ticket, the next `replace` of that ticket loses a race:
 /// another writer (an event, a backstop reschedule) updates the ticket between the caller's read
-/// and its conditional write.
+/// and its conditional write. Armed with `ambiguous` instead, the next `replace` lands, then
+/// another invocation applies an event of its own, and the caller is told its write failed, as
+/// when a request's first attempt landed unseen and its retry found the condition false.
 struct RacingTickets {
     inner: Arc<dyn TicketStore>,
     clock: Arc<ManualClock>,
     armed: Mutex<Option<String>>,
+    ambiguous: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RacingTickets {
@@ -274,6 +277,21 @@ impl TicketStore for RacingTickets {
         Self: 'f,
     {
         Box::pin(async move {
+            let unseen = {
+                let mut armed = self.ambiguous.lock().unwrap();
+                if armed.as_deref() == Some(ticket.ticket_id.as_str()) { armed.take() } else { None }
+            };
+            if let Some(ticket_id) = unseen {
+                self.inner.replace(ticket, expected_version).await?;
+                let now = self.clock.now_ms();
+                let current = self.inner.get(&ticket_id, now).await?.expect("the raced ticket exists");
+                let mut other = current.clone();
+                other.version += 1;
+                other.applied_event_ids.push("another-event".to_owned());
+                other.applied_by.insert("another-event".to_owned(), "another-invocation".to_owned());
+                self.inner.replace(&other, current.version).await?;
+                return Err(StoreError::ConditionFailed);
+            }
             let race = {
                 let mut armed = self.armed.lock().unwrap();
                 if armed.as_deref() == Some(ticket.ticket_id.as_str()) { armed.take() } else { None }
@@ -1043,7 +1061,16 @@ async fn lost_rejection_body(backend: Backend) {
     assert!(lost.iter().any(|e| e.detail.event_type == E::AcceptMatchCompleted), "{ctx}: {lost:?}");
     assert_eq!(h.truth(&ann_ticket).status, TicketStatus::Searching, "{ctx}: FlexMatch requeued ann");
 
+    // A poll taken before the ticket's last event (the backstop asked, then the proposal was
+    // applied, then the answer arrived) speaks for an older state: it changes nothing.
+    let last_event_at = h.ticket(&ann_ticket).await.last_event_at;
+    let described = h.deps.matchmaker.describe_matchmaking(std::slice::from_ref(&ann_ticket)).await.unwrap();
+    let stale = handlers::event_from(&described[0], last_event_at - 1).expect("an event for SEARCHING");
     let mark = h.pusher.mark();
+    h.deliver(&stale).await;
+    assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::RequiresAcceptance, "{ctx}: a stale poll");
+    assert!(h.pushes_to("ann", mark).is_empty(), "{ctx}: {:?}", h.pushes_to("ann", mark));
+
     h.advance(settings.backstop_quiet + Duration::from_secs(1));
     h.backstop().await;
     assert_eq!(h.ticket(&ann_ticket).await.state.status, TicketStatus::Searching, "{ctx}: the poll settles it");
@@ -1237,6 +1264,45 @@ async fn crash_body(backend: Backend) {
     assert!(h.pusher.since(mark).is_empty(), "{ctx}");
 }
 
+on_both_backends!(a_write_reported_failed_that_landed_still_pushes, ambiguous_write_body);
+
+/// The events handler's write lands but is reported as failed (a retried request whose first
+/// attempt landed unseen), and another invocation applies an event of its own before the handler
+/// reads the ticket again. The event is applied by this invocation, so its pushes are still to
+/// send: each player gets their MatchmakingSucceeded once.
+async fn ambiguous_write_body(backend: Backend) {
+    let ctx = format!("{backend:?}");
+    let mut h = Harness::new(backend, "ambiguous", Settings::default()).await;
+    let racing = Arc::new(RacingTickets {
+        inner: Arc::clone(&h.deps.tickets),
+        clock: Arc::clone(&h.clock),
+        armed: Mutex::default(),
+        ambiguous: Mutex::default(),
+    });
+    h.deps.tickets = Arc::clone(&racing) as Arc<dyn TicketStore>;
+    let mut conn = BTreeMap::new();
+    let mut ticket = BTreeMap::new();
+    for p in ["alice", "bob"] {
+        conn.insert(p, h.connect(p).await);
+        ticket.insert(p, h.matchmake(&conn[p], DUEL).await);
+    }
+    h.cycle();
+    let events = h.drain();
+    let (succeeded, earlier): (Vec<_>, Vec<_>) =
+        events.into_iter().partition(|e| e.detail.event_type == E::MatchmakingSucceeded);
+    h.deliver_all(&earlier).await;
+
+    let mark = h.pusher.mark();
+    *racing.ambiguous.lock().unwrap() = Some(ticket["alice"].clone());
+    h.deliver_all(&succeeded).await;
+    assert!(racing.ambiguous.lock().unwrap().is_none(), "{ctx}: the unseen write happened");
+    for p in ["alice", "bob"] {
+        let terminal: Vec<Push> =
+            h.pushes_to(p, mark).into_iter().filter(|push| matches!(push, Push::MatchmakingSucceeded { .. })).collect();
+        assert_eq!(terminal.len(), 1, "{ctx}: {p} must get exactly one MatchmakingSucceeded: {terminal:?}");
+    }
+}
+
 on_both_backends!(two_copies_of_an_event_at_once_push_once, concurrent_copies_body);
 
 /// SNS hands two copies of the same MatchmakingSucceeded to two invocations at once: both read
@@ -1365,6 +1431,7 @@ async fn disconnect_race_body(backend: Backend) {
         inner: Arc::clone(&h.deps.tickets),
         clock: Arc::clone(&h.clock),
         armed: Mutex::default(),
+        ambiguous: Mutex::default(),
     });
     h.deps.tickets = Arc::clone(&racing) as Arc<dyn TicketStore>;
     let rae = h.connect("rae").await;
