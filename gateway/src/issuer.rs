@@ -4,8 +4,9 @@
 //! It keeps one RSA signing key in the state directory (`.matchgate/dev-signing-key.pem`, mode
 //! 0600, created on first use and shared by every `matchgate` process started there), publishes the
 //! public half as a JWKS, and mints RS256 tokens shaped like Cognito ID tokens. The local stack
-//! verifies them with the production [`Verifier`] over that JWKS, so the local `$connect` runs
-//! exactly the checks the authorizer Lambda runs in AWS.
+//! verifies them with the production [`Verifier`] over that JWKS (in-process when embedded; in the
+//! `mg-authorizer` binary, pointed at the stack's JWKS, with `--lambdas`), so the local `$connect`
+//! runs exactly the checks the authorizer Lambda runs in AWS.
 
 use std::fmt;
 use std::io::{self, Write as _};

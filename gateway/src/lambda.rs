@@ -55,7 +55,9 @@ pub const MAX_QUEUED_INVOCATIONS: usize = 1024;
 /// Backoff between restarts of a function that keeps exiting.
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
-/// Which function serves which integration target: route keys, `events` and `backstop`.
+/// Which function serves which integration target: route keys, `events`, `backstop` and the
+/// `$connect` authorizer ([`AUTHORIZER_TARGET`](crate::apigw::AUTHORIZER_TARGET)), as in
+/// `infra/template.yaml`.
 pub fn default_function_map() -> BTreeMap<String, String> {
     [
         ("$connect", "mg-connect"),
@@ -68,6 +70,7 @@ pub fn default_function_map() -> BTreeMap<String, String> {
         ("$default", "mg-ping"),
         ("events", "mg-events"),
         ("backstop", "mg-backstop"),
+        (crate::apigw::AUTHORIZER_TARGET, "mg-authorizer"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -125,6 +128,8 @@ struct Function {
     /// The newest generation that asked for an invocation, i.e. finished its init.
     ready: watch::Sender<u64>,
     settings: FunctionSettings,
+    /// Invocations a process of this function has taken from `.../invocation/next`.
+    taken: AtomicU64,
 }
 
 impl std::fmt::Debug for Function {
@@ -217,6 +222,7 @@ impl LambdaHost {
                 stop: watch::Sender::new(0),
                 ready: watch::Sender::new(0),
                 settings,
+                taken: AtomicU64::new(0),
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let runtime_api = listener.local_addr()?.to_string();
@@ -232,6 +238,12 @@ impl LambdaHost {
             functions.insert(name.clone(), function);
         }
         Ok(Self { functions, targets, tasks })
+    }
+
+    /// How many invocations the processes of function `name` have taken (from
+    /// `/2018-06-01/runtime/invocation/next`); `None` for a function this host does not run.
+    pub fn invocations(&self, name: &str) -> Option<u64> {
+        self.functions.get(name).map(|f| f.taken.load(Ordering::SeqCst))
     }
 
     /// Stops every function process.
@@ -360,6 +372,7 @@ async fn next_invocation(State(function): State<Arc<Function>>) -> Response {
                 continue;
             }
             function.in_flight.insert(request_id.clone(), reply);
+            function.taken.fetch_add(1, Ordering::SeqCst);
             break (request_id, event, deadline_ms);
         }
     };

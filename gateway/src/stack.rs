@@ -21,7 +21,7 @@ use matchgate_lambdas::adapters::apigw::ManagementApiPusher;
 use matchgate_lambdas::adapters::dynamodb::{self, DynamoConnections, DynamoPlayers, DynamoTickets, TableNames};
 use matchgate_lambdas::adapters::gamelift::{self, GameLiftMatchmaker};
 
-use crate::apigw::{self, ApiGateway, AuthMode, Integration, Limits, Registry};
+use crate::apigw::{self, ApiGateway, AuthMode, ConnectAuthorizer, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
 use crate::gamelift::{Fleet, FleetConfig, FlexMatchMode, LocalFlexMatch, MatchmakingConfiguration, sns};
 use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, FunctionSettings, InvokeApi, LambdaHost, default_function_map};
@@ -59,7 +59,10 @@ pub struct StackConfig {
     pub functions: Functions,
     /// How often the backstop runs (the handler itself limits how often a ticket is polled).
     pub backstop_every: Duration,
-    /// Which function serves which route key, `events` and `backstop` (from the template).
+    /// Which function serves which route key, `events`, `backstop` and the `$connect`
+    /// authorizer ([`apigw::AUTHORIZER_TARGET`]) (from the template). With JWT auth, functions
+    /// that run outside this process (binaries, Invoke API) authorize `$connect` through the
+    /// authorizer's function when the map has one; embedded, the authorizer's code runs here.
     pub function_map: BTreeMap<String, String>,
     /// How long an invocation of a function the template does not describe may run (binaries
     /// and Invoke API modes); the template's functions get their own `Timeout`.
@@ -116,6 +119,9 @@ impl StackConfig {
             if function.events.iter().any(|e| e == "Schedule" || e == "ScheduleV2") {
                 map.insert(crate::embedded::BACKSTOP_TARGET.to_owned(), function.binary.clone());
             }
+        }
+        if let Some(authorizer) = &template.authorizer {
+            map.insert(apigw::AUTHORIZER_TARGET.to_owned(), authorizer.binary.clone());
         }
         self.function_map = map;
         self.template_functions = template.functions.values().map(|f| (f.binary.clone(), f.clone())).collect();
@@ -256,25 +262,33 @@ impl Stack {
         for (player_id, attributes) in &config.players {
             deps.players.put_attributes(player_id, attributes).await?;
         }
+        let connect_authorizer = connect_authorizer(&config);
+        let mut function_map = config.function_map.clone();
+        if !matches!(connect_authorizer, ConnectAuthorizer::Function) {
+            // No function authorizes: its process is not started (it could not run without its
+            // issuer's settings anyway).
+            function_map.remove(apigw::AUTHORIZER_TARGET);
+        }
         let mut lambda_host = None;
         let mut internal_listener = None;
         let integration: Arc<dyn Integration> = match &config.functions {
             Functions::Embedded => Arc::new(EmbeddedLambdas { deps }),
             Functions::InvokeApi(endpoint) => {
-                let timeouts = config.function_map.values().map(|name| (name.clone(), function_timeout(&config, name)));
+                let timeouts = function_map.values().map(|name| (name.clone(), function_timeout(&config, name)));
                 Arc::new(
-                    InvokeApi::new(endpoint, config.function_map.clone(), config.function_timeout)
+                    InvokeApi::new(endpoint, function_map.clone(), config.function_timeout)
                         .with_timeouts(timeouts.collect()),
                 )
             }
             Functions::Binaries(dir) => {
                 let endpoint = config.dynamodb_endpoint.as_ref().ok_or(StackError::FunctionsNeedDynamoDb)?;
-                // The functions reach @connections and GameLift on a listener of their own, so
-                // the client connection cap never turns away the stack's own traffic.
+                // The functions reach @connections, GameLift and the dev issuer's JWKS on a
+                // listener of their own, so the client connection cap never turns away the
+                // stack's own traffic.
                 let internal = TcpListener::bind("127.0.0.1:0").await?;
-                let settings = function_settings(&config, internal.local_addr()?, endpoint, &tables);
+                let settings = function_settings(&config, &function_map, internal.local_addr()?, endpoint, &tables);
                 internal_listener = Some(internal);
-                let host = Arc::new(LambdaHost::start(dir, config.function_map.clone(), &settings).await?);
+                let host = Arc::new(LambdaHost::start(dir, function_map.clone(), &settings).await?);
                 lambda_host = Some(Arc::clone(&host));
                 host
             }
@@ -284,7 +298,7 @@ impl Stack {
             stage: config.stage.clone(),
             api_id: "local".into(),
             limits: config.limits.clone(),
-            auth: config.auth.clone(),
+            auth: connect_authorizer,
             registry,
             integration: Arc::clone(&integration),
             shutdown: shutdown_rx.clone(),
@@ -300,15 +314,17 @@ impl Stack {
         ];
 
         let jwks = config.jwks.clone().unwrap_or_else(|| serde_json::json!({ "keys": [] }));
+        let jwks_route = get(move || async move { axum::Json(jwks) });
         let app = Router::new()
             .route("/health", get(|| async { "ok" }))
-            .route(crate::issuer::JWKS_PATH, get(move || async move { axum::Json(jwks) }))
+            .route(crate::issuer::JWKS_PATH, jwks_route.clone())
             .merge(apigw::management_routes(Arc::clone(&gateway)))
             .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));
         let mut tasks = tasks;
         if let Some(internal) = internal_listener {
             let internal_app = Router::new()
+                .route(crate::issuer::JWKS_PATH, jwks_route)
                 .merge(apigw::management_routes(Arc::clone(&gateway)))
                 .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)));
             tasks.push(tokio::spawn(async move {
@@ -337,6 +353,12 @@ impl Stack {
             tasks,
             server,
         })
+    }
+
+    /// How many invocations the process of function `name` (e.g. `mg-authorizer`) has taken, in
+    /// `Functions::Binaries` mode; `None` in other modes or for a function not started.
+    pub fn function_invocations(&self, name: &str) -> Option<u64> {
+        self.lambda_host.as_ref().and_then(|host| host.invocations(name))
     }
 
     /// `ws://ADDR/STAGE`.
@@ -378,6 +400,28 @@ async fn local_sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// What authorizes `$connect`: nothing with `AuthMode::None`; with JWT auth, the authorizer's
+/// function when the functions run outside this process and one is mapped, as in AWS, else the
+/// authorizer's code in this process.
+fn connect_authorizer(config: &StackConfig) -> ConnectAuthorizer {
+    match &config.auth {
+        AuthMode::None => ConnectAuthorizer::None,
+        AuthMode::Jwt(verifier) => {
+            if matches!(config.functions, Functions::Embedded) {
+                ConnectAuthorizer::InProcess(Arc::clone(verifier))
+            } else if config.function_map.contains_key(apigw::AUTHORIZER_TARGET) {
+                ConnectAuthorizer::Function
+            } else {
+                tracing::warn!(
+                    "the $connect route has no authorizer function: tokens are verified by the authorizer's code \
+                     in this process"
+                );
+                ConnectAuthorizer::InProcess(Arc::clone(verifier))
+            }
+        }
+    }
+}
+
 /// A function's `Timeout` from the template, or the stack's default for one it does not describe.
 fn function_timeout(config: &StackConfig, name: &str) -> Duration {
     config
@@ -390,17 +434,22 @@ fn function_timeout(config: &StackConfig, name: &str) -> Duration {
 /// included), with what must point at the local stack overridden, and its own `Timeout`.
 fn function_settings(
     config: &StackConfig,
+    function_map: &BTreeMap<String, String>,
     addr: SocketAddr,
     dynamodb_endpoint: &str,
     tables: &TableNames,
 ) -> BTreeMap<String, FunctionSettings> {
-    let names: BTreeSet<&String> = config.function_map.values().collect();
+    let names: BTreeSet<&String> = function_map.values().collect();
+    let authorizer = function_map.get(apigw::AUTHORIZER_TARGET);
     names
         .into_iter()
         .map(|name| {
             let mut environment =
                 config.template_functions.get(name).map(|f| f.environment.clone()).unwrap_or_default();
             environment.extend(local_environment(config, addr, dynamodb_endpoint, tables));
+            if authorizer == Some(name) {
+                environment.extend(authorizer_environment(config, addr));
+            }
             // The template's log level (`LogLevel`); the stack's own RUST_LOG, or warn, otherwise.
             environment
                 .entry("RUST_LOG".to_owned())
@@ -441,6 +490,29 @@ fn local_environment(
         env.insert(k.to_owned(), v);
     }
     env
+}
+
+/// The variables that make the authorizer function accept what the stack's JWT auth accepts
+/// (the dev issuer's tokens, for `matchgate up`): its issuer, audience, token use, leeway and
+/// observer group, and the JWKS this stack serves on its internal listener (the verifier's own
+/// JWKS URL when the stack serves no keys).
+fn authorizer_environment(config: &StackConfig, addr: SocketAddr) -> BTreeMap<String, String> {
+    let AuthMode::Jwt(verifier) = &config.auth else { return BTreeMap::new() };
+    let accepts = verifier.config();
+    let jwks_url =
+        if config.jwks.is_some() { format!("http://{addr}{}", crate::issuer::JWKS_PATH) } else { accepts.jwks_url() };
+    [
+        ("JWKS_URL", jwks_url),
+        ("TOKEN_ISSUER", accepts.issuer.clone()),
+        ("TOKEN_AUDIENCE", accepts.audience.join(",")),
+        // Empty accepts ID and access tokens alike.
+        ("TOKEN_USE", accepts.token_use.clone().unwrap_or_default()),
+        ("TOKEN_LEEWAY_SECS", accepts.leeway_secs.to_string()),
+        ("OBSERVER_GROUP", accepts.observer_group.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// Runs the backstop every `every`, as the deployed stack's schedule does.

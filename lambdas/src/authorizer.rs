@@ -3,7 +3,9 @@
 //! policy and the context `{playerId, role}` that every later route of the connection receives.
 //!
 //! The same [`Verifier`] runs in the Lambda (keys fetched over HTTPS by [`HttpsJwksSource`]) and
-//! inside the local stack (keys from the dev issuer through [`StaticJwksSource`]).
+//! inside the local stack's embedded mode (keys from the dev issuer through [`StaticJwksSource`]);
+//! with `matchgate up --lambdas` the `mg-authorizer` binary itself runs, fetching the dev issuer's
+//! keys from the stack over HTTP.
 //!
 //! # Where the token comes from
 //! `?token=JWT`, or an entry of `Sec-WebSocket-Protocol`: browsers cannot set an `Authorization`

@@ -62,6 +62,16 @@ impl Client {
         Ok(Self { player_id: player_id.to_owned(), socket })
     }
 
+    /// Connects as `player_id` with a JWT in `?token=` (JWT auth).
+    pub async fn connect_with_token(stack: &Stack, player_id: &str, token: &str) -> anyhow::Result<Self> {
+        let url = format!("{}?token={token}", stack.websocket_url());
+        let (socket, _) = tokio::time::timeout(HANG_GUARD, tokio_tungstenite::connect_async(url))
+            .await
+            .context("the handshake hung")?
+            .context("connect")?;
+        Ok(Self { player_id: player_id.to_owned(), socket })
+    }
+
     pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
         self.socket.send(Message::text(text)).await?;
         Ok(())
@@ -151,6 +161,15 @@ impl Client {
         // Drain until the server's close arrives, so $disconnect has been triggered.
         while let Some(Ok(_)) = self.socket.next().await {}
         Ok(())
+    }
+}
+
+/// The HTTP status of a handshake with `url`: 101 when upgraded, else the refusal's.
+pub async fn handshake_status(url: &str) -> anyhow::Result<u16> {
+    match tokio::time::timeout(HANG_GUARD, tokio_tungstenite::connect_async(url)).await.context("the handshake hung")? {
+        Ok((_, response)) => Ok(response.status().as_u16()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Ok(response.status().as_u16()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! Every route invocation receives the event API Gateway would send, as JSON, through an
 //! [`Integration`], so an in-process handler and a Lambda binary see byte-identical input.
 
+mod authorizer;
 mod connections;
 mod event;
 mod listener;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use authorizer::AUTHORIZER_TARGET;
 pub use connections::management_routes;
 pub use event::EventContext;
 pub use listener::{GuardedListener, Peer};
@@ -109,8 +111,25 @@ pub enum AuthMode {
     /// Local only: `?playerId=NAME` is the identity, unverified.
     None,
     /// A JWT in `?token=` or `Sec-WebSocket-Protocol`, verified by the authorizer's own code
-    /// (`matchgate_lambdas::authorizer`) against a JWKS.
+    /// (`matchgate_lambdas::authorizer`) against a JWKS: in this process when the handlers run
+    /// here, else by the template's authorizer function (see [`ConnectAuthorizer`]), which the
+    /// stack points at this verifier's issuer, audience and token use.
     Jwt(Arc<matchgate_lambdas::authorizer::Verifier>),
+}
+
+/// What authorizes a `$connect`: what the stack makes of [`AuthMode`] and of who runs the
+/// functions.
+#[derive(Debug, Clone)]
+pub enum ConnectAuthorizer {
+    /// `AuthMode::None`: `?playerId=NAME`, unverified.
+    None,
+    /// The authorizer's own code (`matchgate_lambdas::authorizer::authorize`), in this process
+    /// (embedded mode).
+    InProcess(Arc<matchgate_lambdas::authorizer::Verifier>),
+    /// The template's `REQUEST` authorizer function, invoked through the integration at
+    /// [`AUTHORIZER_TARGET`] with the event API Gateway sends it; its answer decides as API
+    /// Gateway's does (`--lambdas`, `--lambda-endpoint`).
+    Function,
 }
 
 /// Everything the WebSocket API shares across connections.
@@ -118,7 +137,7 @@ pub struct ApiGateway {
     pub stage: String,
     pub api_id: String,
     pub limits: Limits,
-    pub auth: AuthMode,
+    pub auth: ConnectAuthorizer,
     pub registry: Arc<Registry>,
     /// Flips to true when the stack shuts down: every connection closes with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

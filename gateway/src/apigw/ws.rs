@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::event::EventContext;
 use super::registry::{ConnectionHandle, Outbound, Registry, new_connection_id};
-use super::{ApiGateway, AuthMode, Peer};
+use super::{ApiGateway, ConnectAuthorizer, Peer};
 use crate::now_ms;
 
 /// Close codes API Gateway uses.
@@ -188,9 +188,17 @@ async fn upgrade(
         })
 }
 
-/// `$connect` authorization. The identity it establishes is the only one handlers ever use.
 /// A refusal before the upgrade: the HTTP status and API Gateway's message.
 type Refusal = (StatusCode, &'static str);
+
+/// API Gateway's body for a handshake refused with `status`.
+fn gateway_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        _ => "Internal server error",
+    }
+}
 
 /// `$connect` authorization: the REQUEST authorizer's context for this connection. The identity
 /// it establishes is the only one handlers ever use.
@@ -200,48 +208,70 @@ async fn authorize(
     headers: &HeaderMap,
     query: &BTreeMap<String, Vec<String>>,
 ) -> Result<Map<String, Value>, Refusal> {
-    let mut authorizer = match &gateway.auth {
-        AuthMode::None => {
-            let player_id = query
-                .get("playerId")
-                .and_then(|v| v.last())
-                .ok_or((StatusCode::UNAUTHORIZED, "Unauthorized: --auth none needs ?playerId=NAME"))?;
-            if !matchgate_lambdas::authorizer::valid_player_id(player_id) {
-                return Err((StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
-            }
-            let mut authorizer = Map::new();
-            authorizer.insert("principalId".into(), json!(player_id));
-            authorizer.insert("playerId".into(), json!(player_id));
-            authorizer.insert("role".into(), json!("player"));
-            authorizer
-        }
-        AuthMode::Jwt(verifier) => {
-            // As API Gateway does: a handshake without one of the identity sources is refused
-            // before the authorizer is invoked.
-            if let Some(missing) = gateway.identity_sources.iter().find(|s| !identity_source_present(s, headers, query))
-            {
-                tracing::info!(connection_id = context.connection_id, identity_source = missing, "$connect refused");
-                return Err((StatusCode::UNAUTHORIZED, "Unauthorized"));
-            }
-            // The very event a REQUEST authorizer Lambda receives, through the very same code.
-            let mut event = context.connect(headers, query, now_ms());
-            event["type"] = json!("REQUEST");
-            event["methodArn"] = json!(format!(
-                "arn:aws:execute-api:us-east-1:000000000000:{}/{}/$connect",
-                context.api_id, context.stage
-            ));
+    // The verifier of the in-process authorizer; none when the authorizer function decides.
+    let in_process = match &gateway.auth {
+        ConnectAuthorizer::None => return unverified(query),
+        ConnectAuthorizer::InProcess(verifier) => Some(verifier),
+        ConnectAuthorizer::Function => None,
+    };
+    // As API Gateway does: a handshake without one of the identity sources is refused before the
+    // authorizer is invoked.
+    if let Some(missing) = gateway.identity_sources.iter().find(|s| !identity_source_present(s, headers, query)) {
+        tracing::info!(connection_id = context.connection_id, identity_source = missing, "$connect refused");
+        return Err((StatusCode::UNAUTHORIZED, "Unauthorized"));
+    }
+    // The very event a REQUEST authorizer Lambda receives.
+    let method_arn = super::authorizer::method_arn(&context.api_id, &context.stage);
+    let mut event = context.connect(headers, query, now_ms());
+    event["type"] = json!("REQUEST");
+    event["methodArn"] = json!(method_arn);
+    let started = std::time::Instant::now();
+    let outcome = match in_process {
+        // The authorizer's own code, in this process.
+        Some(verifier) => {
             let event = serde_json::from_value(event)
-                .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))?;
-            match matchgate_lambdas::authorizer::authorize(event, verifier).await {
-                Ok(response) => response.request_context_authorizer(),
-                Err(e) => {
-                    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-                    tracing::info!(connection_id = context.connection_id, reason = %e, "$connect refused");
-                    return Err((status, e.gateway_message()));
-                }
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("not a REQUEST authorizer event: {e}")));
+            match event {
+                Ok(event) => match matchgate_lambdas::authorizer::authorize(event, verifier).await {
+                    Ok(response) => Ok(response.request_context_authorizer()),
+                    Err(e) => {
+                        Err((StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED), e.to_string()))
+                    }
+                },
+                Err(refused) => Err(refused),
             }
+        }
+        // The authorizer function, and API Gateway's reading of its answer.
+        None => {
+            super::authorizer::outcome(gateway.integration.invoke(super::AUTHORIZER_TARGET, event).await, &method_arn)
         }
     };
+    match outcome {
+        Ok(mut authorizer) => {
+            let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            authorizer.insert("integrationLatency".into(), json!(latency));
+            Ok(authorizer)
+        }
+        Err((status, reason)) => {
+            tracing::info!(connection_id = context.connection_id, %status, reason, "$connect refused");
+            Err((status, gateway_message(status)))
+        }
+    }
+}
+
+/// `--auth none`: `?playerId=NAME` is the identity, unverified.
+fn unverified(query: &BTreeMap<String, Vec<String>>) -> Result<Map<String, Value>, Refusal> {
+    let player_id = query
+        .get("playerId")
+        .and_then(|v| v.last())
+        .ok_or((StatusCode::UNAUTHORIZED, "Unauthorized: --auth none needs ?playerId=NAME"))?;
+    if !matchgate_lambdas::authorizer::valid_player_id(player_id) {
+        return Err((StatusCode::FORBIDDEN, "Forbidden: invalid playerId"));
+    }
+    let mut authorizer = Map::new();
+    authorizer.insert("principalId".into(), json!(player_id));
+    authorizer.insert("playerId".into(), json!(player_id));
+    authorizer.insert("role".into(), json!("player"));
     authorizer.insert("integrationLatency".into(), json!(0));
     Ok(authorizer)
 }

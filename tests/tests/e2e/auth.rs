@@ -59,7 +59,7 @@ async fn refused_with(url: String) -> u16 {
 }
 
 /// Claims signed with the dev issuer's own key, so only the claim under test is wrong.
-fn signed_with_dev_key(issuer: &DevIssuer, claims: serde_json::Value) -> String {
+pub(crate) fn signed_with_dev_key(issuer: &DevIssuer, claims: serde_json::Value) -> String {
     let pem = std::fs::read(issuer.key_path()).unwrap();
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -67,7 +67,7 @@ fn signed_with_dev_key(issuer: &DevIssuer, claims: serde_json::Value) -> String 
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
-fn claims(overrides: serde_json::Value) -> serde_json::Value {
+pub(crate) fn claims(overrides: serde_json::Value) -> serde_json::Value {
     let now = chrono_now();
     let mut claims = json!({
         "sub": "alice", "iss": DEV_ISSUER, "aud": DEV_CLIENT_ID, "token_use": "id",
@@ -79,7 +79,7 @@ fn claims(overrides: serde_json::Value) -> serde_json::Value {
     claims
 }
 
-fn chrono_now() -> i64 {
+pub(crate) fn chrono_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 

@@ -1,19 +1,26 @@
 //! AWS-faithful mode end to end: the very Lambda binaries that deploy to AWS handle every route
 //! and FlexMatch's events, behind a local Lambda Runtime API, with their state in DynamoDB
 //! Local; then the same scenario with the handlers in-process over the same DynamoDB adapters.
+//! With JWT auth, the authorizer binary (`mg-authorizer`) authorizes every `$connect`, and its
+//! answer is acted on as API Gateway acts on it.
 //!
 //! The binaries are built by `scripts/test.sh` (`cargo test --workspace --all-targets` builds
 //! every bin); run `cargo build -p matchgate-lambdas --bins` first when running these tests alone.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use matchgate_gateway::apigw::AuthMode;
+use matchgate_gateway::issuer::{DEV_CLIENT_ID, DEV_ISSUER, DevIssuer};
 use matchgate_gateway::now_ms;
 use matchgate_gateway::stack::{Functions, LOCAL_PARAMETER_DEFAULTS, Stack, StackConfig};
+use matchgate_lambdas::ports::SystemClock;
 use matchgate_protocol::Push;
 use matchgate_tests::dynamodb_local::DynamoDbLocal;
-use matchgate_tests::{Client, quiet_config, start_stack_with, teams_rule_set};
+use matchgate_tests::{Client, handshake_status, quiet_config, start_stack_with, teams_rule_set};
 
 /// `target/debug` (or wherever this test binary was built), where the Lambda bins are.
 fn lambda_dir() -> PathBuf {
@@ -28,22 +35,62 @@ fn lambda_dir() -> PathBuf {
 }
 
 async fn stack(functions: Functions, prefix: &str) -> anyhow::Result<(Stack, &'static DynamoDbLocal)> {
+    stack_with(functions, prefix, AuthMode::None, None).await
+}
+
+async fn stack_with(
+    functions: Functions,
+    prefix: &str,
+    auth: AuthMode,
+    jwks: Option<serde_json::Value>,
+) -> anyhow::Result<(Stack, &'static DynamoDbLocal)> {
     let dynamodb = DynamoDbLocal::shared().await?;
     let config = StackConfig {
         rule_set_body: teams_rule_set(2),
         dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
         table_prefix: prefix.to_owned(),
         functions,
+        auth,
+        jwks,
         ..quiet_config()
     };
     Ok((start_stack_with(config).await?, dynamodb))
 }
 
-async fn four_players_are_matched(stack: &Stack, dynamodb: &DynamoDbLocal, prefix: &str) -> anyhow::Result<()> {
+/// A directory removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("matchgate-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Four players connect (with `--auth none`, or with a token from `issuer`) and are matched.
+async fn four_players_are_matched(
+    stack: &Stack,
+    dynamodb: &DynamoDbLocal,
+    prefix: &str,
+    issuer: Option<&DevIssuer>,
+) -> anyhow::Result<()> {
     let mut clients = Vec::new();
     let mut tickets = Vec::new();
     for name in ["ana", "bo", "cy", "di"] {
-        let mut c = Client::connect(stack, name).await?;
+        let mut c = match issuer {
+            None => Client::connect(stack, name).await?,
+            Some(issuer) => {
+                Client::connect_with_token(stack, name, &issuer.mint(name, "player", Duration::from_secs(600))?).await?
+            }
+        };
         tickets.push(c.matchmake().await?);
         c.expect("searching", |p| matches!(p, Push::MatchmakingSearching { .. })).await?;
         clients.push(c);
@@ -101,7 +148,10 @@ async fn four_players_are_matched(stack: &Stack, dynamodb: &DynamoDbLocal, prefi
 async fn the_real_lambda_binaries_match_four_players() -> anyhow::Result<()> {
     let prefix = format!("bins{}", std::process::id());
     let (stack, dynamodb) = stack(Functions::Binaries(lambda_dir()), &prefix).await?;
-    four_players_are_matched(&stack, dynamodb, &prefix).await?;
+    four_players_are_matched(&stack, dynamodb, &prefix, None).await?;
+    // `--auth none` has no authorizer: its function is not even started.
+    assert_eq!(stack.function_invocations("mg-authorizer"), None);
+    assert_eq!(stack.function_invocations("mg-connect"), Some(4), "the binaries ran");
     stack.shutdown().await;
     Ok(())
 }
@@ -110,7 +160,7 @@ async fn the_real_lambda_binaries_match_four_players() -> anyhow::Result<()> {
 async fn in_process_handlers_over_the_dynamodb_adapters_match_four_players() -> anyhow::Result<()> {
     let prefix = format!("inproc{}", std::process::id());
     let (stack, dynamodb) = stack(Functions::Embedded, &prefix).await?;
-    four_players_are_matched(&stack, dynamodb, &prefix).await?;
+    four_players_are_matched(&stack, dynamodb, &prefix, None).await?;
     stack.shutdown().await;
     Ok(())
 }
@@ -318,5 +368,174 @@ except OSError:
     }
     stack.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// JWT auth with the dev issuer's keys, as `matchgate up` runs it.
+fn jwt_auth(issuer: &DevIssuer) -> AuthMode {
+    AuthMode::Jwt(Arc::new(issuer.verifier(Arc::new(SystemClock))))
+}
+
+#[tokio::test]
+async fn the_authorizer_binary_admits_minted_tokens_and_refuses_bad_ones() -> anyhow::Result<()> {
+    let dir = TempDir::new("authorizer-bin")?;
+    let issuer = DevIssuer::load_or_create(&dir.0.join("state"))?;
+    let prefix = format!("authbin{}", std::process::id());
+    let (stack, dynamodb) =
+        stack_with(Functions::Binaries(lambda_dir()), &prefix, jwt_auth(&issuer), Some(issuer.jwks())).await?;
+    // Four players with minted tokens connect and are matched, each `$connect` authorized by one
+    // invocation of mg-authorizer.
+    four_players_are_matched(&stack, dynamodb, &prefix, Some(&issuer)).await?;
+    assert_eq!(stack.function_invocations("mg-authorizer"), Some(4));
+
+    // Bad tokens: refused before the upgrade with the status the binary's answer makes API
+    // Gateway give (the error `Unauthorized` → 401, a Deny policy → 403), each by one invocation.
+    let forger = DevIssuer::load_or_create(&dir.0.join("forger"))?;
+    let now = crate::auth::chrono_now();
+    let url = |token: &str| format!("{}?token={token}", stack.websocket_url());
+    let wrong_audience =
+        crate::auth::signed_with_dev_key(&issuer, crate::auth::claims(serde_json::json!({"aud": "another-app"})));
+    let cases = [
+        ("forged (another key)", url(&forger.mint("ana", "player", Duration::from_secs(600))?), 401),
+        ("expired", url(&issuer.mint_at("ana", "player", Duration::from_secs(60), now - 3600)?), 401),
+        ("no token", stack.websocket_url(), 401),
+        ("wrong audience", url(&wrong_audience), 403),
+    ];
+    for (n, (what, url, status)) in cases.iter().enumerate() {
+        assert_eq!(handshake_status(url).await?, *status, "{what}");
+        assert_eq!(stack.function_invocations("mg-authorizer"), Some(5 + n as u64), "{what}: decided by the binary");
+    }
+    // The server is up, and the binary's context (`playerId` from the token's `sub`) is what the
+    // handlers see.
+    let token = issuer.mint("eve", "player", Duration::from_secs(600))?;
+    let mut eve = Client::connect_with_token(&stack, "eve", &token).await?;
+    eve.send(serde_json::json!({"action": "ping"})).await?;
+    eve.expect("Pong", |p| matches!(p, Push::Pong { player_id, .. } if player_id == "eve")).await?;
+    assert_eq!(stack.function_invocations("mg-authorizer"), Some(9));
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_authorizer_functions_answer_decides_as_in_api_gateway() -> anyhow::Result<()> {
+    // An authorizer that answers by the `token` it is given, and records the first event it got,
+    // its environment and the JWKS its JWKS_URL serves.
+    const AUTHORIZER: &str = r#"#!/usr/bin/env python3
+import json, os, sys, time, urllib.request
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+api = os.environ['AWS_LAMBDA_RUNTIME_API']
+def post(path, value):
+    url = f'http://{api}/2018-06-01/runtime/invocation/{path}'
+    urllib.request.urlopen(urllib.request.Request(url, data=json.dumps(value).encode(), method='POST')).read()
+def policy(effect, resource, context):
+    statement = {'Action': 'execute-api:Invoke', 'Effect': effect, 'Resource': resource}
+    return {'principalId': 'someone', 'policyDocument': {'Version': '2012-10-17', 'Statement': [statement]},
+            'context': context}
+try:
+    while True:
+        with urllib.request.urlopen(f'http://{api}/2018-06-01/runtime/invocation/next') as r:
+            request_id = r.headers['lambda-runtime-aws-request-id']
+            event = json.loads(r.read())
+        token = (event.get('queryStringParameters') or {}).get('token', '')
+        with open(os.path.join(here, 'invoked'), 'a') as f:
+            f.write(token + '\n')
+        if not os.path.exists(os.path.join(here, 'first.json')):
+            with urllib.request.urlopen(os.environ['JWKS_URL']) as r:
+                jwks = json.loads(r.read())
+            with open(os.path.join(here, 'first.tmp'), 'w') as f:
+                json.dump({'event': event, 'env': dict(os.environ), 'jwks': jwks}, f)
+            os.rename(os.path.join(here, 'first.tmp'), os.path.join(here, 'first.json'))
+        arn = event['methodArn']
+        if token.startswith('allow-'):
+            context = {'playerId': 'ctx-' + token[len('allow-'):], 'role': 'player', 'level': 7}
+            post(f'{request_id}/response', policy('Allow', arn, context))
+        elif token == 'deny':
+            post(f'{request_id}/response', policy('Deny', arn, {}))
+        elif token == 'elsewhere':
+            post(f'{request_id}/response', policy('Allow', arn.replace('/$connect', '/$disconnect'), {}))
+        elif token == 'nested':
+            post(f'{request_id}/response', policy('Allow', arn, {'playerId': {'id': 'x'}}))
+        elif token == 'unauthorized':
+            post(f'{request_id}/error', {'errorType': 'Unauthorized', 'errorMessage': 'Unauthorized'})
+        elif token == 'crash':
+            sys.exit(3)
+        elif token == 'hang':
+            time.sleep(3600)
+        else:
+            post(f'{request_id}/error', {'errorType': 'Boom', 'errorMessage': 'something broke'})
+except OSError:
+    sys.exit(0)  # the stack shut down
+"#;
+    let functions = functions_with("authorizer-answers", &[("mg-authorizer", AUTHORIZER.to_owned())])?;
+    let _cleanup = TempDir(functions.clone());
+    let state = TempDir::new("authorizer-answers-state")?;
+    let issuer = DevIssuer::load_or_create(&state.0)?;
+    // The deployed template: its $connect authorizer is AuthorizerFunction, binary mg-authorizer.
+    let template_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    let parameters = LOCAL_PARAMETER_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let template = matchgate_gateway::template::load(&template_path, &parameters)?;
+    assert_eq!(template.authorizer.as_ref().map(|a| a.binary.as_str()), Some("mg-authorizer"));
+    let dynamodb = DynamoDbLocal::shared().await?;
+    let mut config = StackConfig {
+        dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
+        table_prefix: format!("authans{}", std::process::id()),
+        functions: Functions::Binaries(functions.clone()),
+        auth: jwt_auth(&issuer),
+        jwks: Some(issuer.jwks()),
+        ..quiet_config().with_template(&template)?
+    };
+    // A short deadline for the authorizer alone, so that the hanging case ends soon.
+    config.template_functions.get_mut("mg-authorizer").expect("the template's authorizer").timeout_seconds = 1;
+    let stack = start_stack_with(config).await?;
+    let url = |token: &str| format!("{}?token={token}", stack.websocket_url());
+
+    // An Allow: the function's context is what every handler sees (mg-ping answers for the
+    // player the context names, not for anything the client sent).
+    let mut ana = Client::connect_with_token(&stack, "ctx-ana", "allow-ana").await?;
+    ana.send(serde_json::json!({"action": "ping"})).await?;
+    ana.expect("Pong", |p| matches!(p, Push::Pong { player_id, .. } if player_id == "ctx-ana")).await?;
+
+    for (token, status) in [
+        ("deny", 403),
+        ("elsewhere", 403),
+        ("unauthorized", 401),
+        ("error", 500),
+        ("nested", 500),
+        ("crash", 500),
+        ("hang", 500),
+    ] {
+        assert_eq!(handshake_status(&url(token)).await?, status, "{token}");
+    }
+    // The restarted authorizer admits the next player, and the first connection carries on.
+    let mut bo = Client::connect_with_token(&stack, "ctx-bo", "allow-bo").await?;
+    bo.send(serde_json::json!({"action": "ping"})).await?;
+    bo.expect("Pong", |p| matches!(p, Push::Pong { player_id, .. } if player_id == "ctx-bo")).await?;
+    ana.send(serde_json::json!({"action": "ping"})).await?;
+    ana.expect("Pong", |p| matches!(p, Push::Pong { player_id, .. } if player_id == "ctx-ana")).await?;
+    let invoked = std::fs::read_to_string(functions.join("invoked"))?;
+    assert_eq!(
+        invoked.lines().collect::<Vec<_>>(),
+        ["allow-ana", "deny", "elsewhere", "unauthorized", "error", "nested", "crash", "hang", "allow-bo"],
+        "every handshake invoked the function once"
+    );
+
+    // What the function got: API Gateway's REQUEST authorizer event, and an environment that
+    // points it at this stack's dev issuer.
+    let first: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(functions.join("first.json"))?)?;
+    let event = &first["event"];
+    assert_eq!(event["type"], "REQUEST", "{event}");
+    assert!(event["methodArn"].as_str().unwrap_or_default().ends_with("/local/$connect"), "{event}");
+    assert_eq!(event["queryStringParameters"]["token"], "allow-ana");
+    assert_eq!(event["requestContext"]["routeKey"], "$connect");
+    assert_eq!(event["requestContext"]["eventType"], "CONNECT");
+    assert!(event["requestContext"]["connectionId"].is_string(), "{event}");
+    let env = &first["env"];
+    assert_eq!(env["TOKEN_ISSUER"], DEV_ISSUER);
+    assert_eq!(env["TOKEN_AUDIENCE"], DEV_CLIENT_ID);
+    assert_eq!(env["TOKEN_USE"], "id");
+    let jwks_url = env["JWKS_URL"].as_str().unwrap_or_default();
+    assert!(jwks_url.starts_with("http://127.0.0.1:") && jwks_url.ends_with("/.well-known/jwks.json"), "{jwks_url}");
+    assert_eq!(first["jwks"], issuer.jwks(), "the JWKS_URL serves the dev issuer's keys");
+    stack.shutdown().await;
     Ok(())
 }

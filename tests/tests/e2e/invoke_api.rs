@@ -1,30 +1,37 @@
 //! `matchgate up --lambda-endpoint URL`: the functions are invoked over the Lambda Invoke API
 //! (`POST /2015-03-31/functions/{name}/invocations`), as `cargo lambda watch` serves it. Here a
 //! small Invoke API server runs the handlers over the SDK adapters (GameLift and @connections
-//! pointed at the stack), so every hop is a real HTTP call.
+//! pointed at the stack), so every hop is a real HTTP call; with JWT auth it serves the
+//! authorizer Lambda's handler as `mg-authorizer`, which then decides every `$connect`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use matchgate_gateway::apigw::Integration;
+use matchgate_gateway::apigw::{AuthMode, Integration};
 use matchgate_gateway::embedded::EmbeddedLambdas;
+use matchgate_gateway::issuer::DevIssuer;
 use matchgate_gateway::stack::{Functions, StackConfig};
 use matchgate_lambdas::adapters::memory::{MemoryConnections, MemoryPlayers, MemoryTickets};
 use matchgate_lambdas::adapters::{apigw, gamelift};
+use matchgate_lambdas::authorizer::Verifier;
 use matchgate_lambdas::ports::SystemClock;
 use matchgate_lambdas::{Deps, Settings};
 use matchgate_protocol::Push;
-use matchgate_tests::{Client, quiet_config, start_stack_with, teams_rule_set};
+use matchgate_tests::{Client, handshake_status, quiet_config, start_stack_with, teams_rule_set};
 use tokio::sync::OnceCell;
 
 #[derive(Default)]
 struct InvokeServer {
     functions: OnceCell<EmbeddedLambdas>,
     invocations: AtomicUsize,
+    /// `mg-authorizer`: the authorizer Lambda's handler over this verifier.
+    authorizer: Option<Verifier>,
+    authorizations: AtomicUsize,
 }
 
 /// The Invoke API: the function name picks nothing here (every function is the same crate);
@@ -35,6 +42,23 @@ async fn invoke(
     Json(event): Json<serde_json::Value>,
 ) -> Response {
     server.invocations.fetch_add(1, Ordering::SeqCst);
+    if name == "mg-authorizer" {
+        server.authorizations.fetch_add(1, Ordering::SeqCst);
+        let Some(verifier) = &server.authorizer else { return StatusCode::NOT_FOUND.into_response() };
+        let event = match serde_json::from_value(event) {
+            Ok(event) => event,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        };
+        // As Lambda answers an invocation whose function failed: 200, X-Amz-Function-Error, and
+        // the error's type and message.
+        return match matchgate_lambdas::authorizer::handle(event, verifier).await {
+            Ok(response) => Json(serde_json::to_value(response).unwrap_or_default()).into_response(),
+            Err(e) => {
+                let body = serde_json::json!({"errorType": format!("{e:?}"), "errorMessage": e.to_string()});
+                ([("X-Amz-Function-Error", "Unhandled")], Json(body)).into_response()
+            }
+        };
+    }
     let target = if name == "mg-events" {
         "events".to_owned()
     } else if name == "mg-backstop" {
@@ -99,5 +123,65 @@ async fn functions_behind_the_invoke_api_match_two_players() -> anyhow::Result<(
     // $connect ×2, matchmake ×2 and the events all went through the Invoke API.
     assert!(server.invocations.load(Ordering::SeqCst) >= 6);
     stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_authorizer_behind_the_invoke_api_decides_connect() -> anyhow::Result<()> {
+    // `cargo lambda watch` serves mg-authorizer too: with JWT auth, `$connect` is authorized by
+    // invoking it, and its answer (Allow, Deny, the error `Unauthorized`) decides.
+    let state = std::env::temp_dir().join(format!("matchgate-invoke-auth-{}", std::process::id()));
+    let issuer = DevIssuer::load_or_create(&state)?;
+    let server =
+        Arc::new(InvokeServer { authorizer: Some(issuer.verifier(Arc::new(SystemClock))), ..InvokeServer::default() });
+    let app = axum::Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
+        .with_state(Arc::clone(&server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let invoke_endpoint = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = StackConfig {
+        rule_set_body: teams_rule_set(1),
+        functions: Functions::InvokeApi(invoke_endpoint),
+        auth: AuthMode::Jwt(Arc::new(issuer.verifier(Arc::new(SystemClock)))),
+        jwks: Some(issuer.jwks()),
+        ..quiet_config()
+    };
+    let stack = start_stack_with(config).await?;
+    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "tests"))
+        .load()
+        .await;
+    let deps = Deps {
+        connections: Arc::new(MemoryConnections::default()),
+        players: Arc::new(MemoryPlayers::default()),
+        tickets: Arc::new(MemoryTickets::default()),
+        matchmaker: Arc::new(gamelift::GameLiftMatchmaker::new(gamelift::client(
+            &sdk_config,
+            Some(&format!("http://{}", stack.addr)),
+        ))),
+        pusher: Arc::new(apigw::ManagementApiPusher::new(apigw::client(&sdk_config, &stack.connections_endpoint()))),
+        clock: Arc::new(SystemClock),
+        settings: Settings::default(),
+    };
+    let _ = server.functions.set(EmbeddedLambdas { deps });
+
+    let token = issuer.mint("alice", "player", Duration::from_secs(600))?;
+    let mut alice = Client::connect_with_token(&stack, "alice", &token).await?;
+    alice.send(serde_json::json!({"action": "ping"})).await?;
+    alice.expect("Pong", |p| matches!(p, Push::Pong { player_id, .. } if player_id == "alice")).await?;
+    assert_eq!(server.authorizations.load(Ordering::SeqCst), 1);
+
+    let url = |token: &str| format!("{}?token={token}", stack.websocket_url());
+    let now = crate::auth::chrono_now();
+    let expired = issuer.mint_at("bob", "player", Duration::from_secs(60), now - 3600)?;
+    let wrong_audience =
+        crate::auth::signed_with_dev_key(&issuer, crate::auth::claims(serde_json::json!({"aud": "another-app"})));
+    assert_eq!(handshake_status(&url(&expired)).await?, 401, "expired: the error Unauthorized");
+    assert_eq!(handshake_status(&url(&wrong_audience)).await?, 403, "wrong audience: a Deny policy");
+    assert_eq!(server.authorizations.load(Ordering::SeqCst), 3, "each decided by the function");
+    stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&state);
     Ok(())
 }
