@@ -132,15 +132,37 @@ pub fn flexmatch(pools: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The rule set of `bench e2e`: the default one's rules with teams of exactly two. The default
+/// rule set's teams take one or two players, so a cycle that finds three tickets forms a match of
+/// three; when the matchmakes arrive spread out (a busy machine), one ticket can be left with no
+/// partner until it times out, and the bench would measure the request timeout. Fixed-size
+/// matches of four leave nobody over when the number of players is a multiple of four.
+const E2E_RULE_SET: &str = r#"{
+  "name": "bench-2v2",
+  "ruleLanguageVersion": "1.0",
+  "playerAttributes": [{"name": "skill", "type": "number", "default": 10}],
+  "teams": [
+    {"name": "red", "minPlayers": 2, "maxPlayers": 2},
+    {"name": "blue", "minPlayers": 2, "maxPlayers": 2}
+  ],
+  "rules": [
+    {"name": "FairSkill", "type": "batchDistance", "batchAttribute": "skill", "maxDistance": 10},
+    {"name": "FastConnection", "type": "latency", "maxLatency": 150}
+  ]
+}"#;
+/// Players in one match of [`E2E_RULE_SET`].
+const E2E_MATCH_SIZE: usize = 4;
+
 /// Connects `players` clients to an in-process stack, has them all matchmake at once, and
 /// reports request → `MatchmakingSucceeded` latency.
 pub async fn e2e(players: usize) -> anyhow::Result<()> {
     use crate::stack::{Stack, StackConfig};
-    if !(2..=MAX_IDLE_CONNECTIONS).contains(&players) {
-        bail!("--players must be 2..={MAX_IDLE_CONNECTIONS}");
+    if !(E2E_MATCH_SIZE..=MAX_IDLE_CONNECTIONS).contains(&players) || players % E2E_MATCH_SIZE != 0 {
+        bail!("--players must be a multiple of {E2E_MATCH_SIZE} in {E2E_MATCH_SIZE}..={MAX_IDLE_CONNECTIONS}");
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let stack = Stack::start(StackConfig::default(), listener).await?;
+    let config = StackConfig { rule_set_body: E2E_RULE_SET.to_owned(), ..StackConfig::default() };
+    let stack = Stack::start(config, listener).await?;
     let mut sockets = Vec::with_capacity(players);
     for n in 0..players {
         let url = format!("{}?playerId=bench-{n}", stack.websocket_url());

@@ -56,6 +56,7 @@ enum Bench {
     },
     /// Request → MatchmakingSucceeded latency through the local stack.
     E2e {
+        /// Players to match (a multiple of 4: the bench forms 2v2 matches).
         #[arg(long, default_value_t = 1_000)]
         players: usize,
     },
