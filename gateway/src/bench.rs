@@ -157,7 +157,7 @@ const E2E_MATCH_SIZE: usize = 4;
 /// reports request → `MatchmakingSucceeded` latency.
 pub async fn e2e(players: usize) -> anyhow::Result<()> {
     use crate::stack::{Stack, StackConfig};
-    if !(E2E_MATCH_SIZE..=MAX_IDLE_CONNECTIONS).contains(&players) || players % E2E_MATCH_SIZE != 0 {
+    if !(E2E_MATCH_SIZE..=MAX_IDLE_CONNECTIONS).contains(&players) || !players.is_multiple_of(E2E_MATCH_SIZE) {
         bail!("--players must be a multiple of {E2E_MATCH_SIZE} in {E2E_MATCH_SIZE}..={MAX_IDLE_CONNECTIONS}");
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
