@@ -7,6 +7,7 @@
 //!   values, which the integrations receive as strings) plus `principalId` becomes
 //!   `requestContext.authorizer` of every later event of the connection;
 //! - an explicit `Deny` on the `methodArn`, or no statement allowing it (an implicit deny): 403;
+//!   an `Allow` with a `Condition` is not evaluated and does not count as allowing;
 //! - the function failing with the error message `Unauthorized`: 401;
 //! - any other failure: another error, a crash, a timeout, an answer that is not a valid policy
 //!   (no `principalId`, no `policyDocument`, a nested `context` value): 500.
@@ -61,7 +62,9 @@ pub(crate) fn outcome(
             Some("Deny") if applies => {
                 return Err((StatusCode::FORBIDDEN, "the authorizer's policy denies $connect".to_owned()));
             }
-            Some("Allow") => allowed |= applies,
+            // IAM condition keys are not evaluated here: a conditional Allow does not admit, so a
+            // policy that means "only if" never admits more locally than it would in AWS.
+            Some("Allow") => allowed |= applies && statement.get("Condition").is_none(),
             Some("Deny") => {}
             _ => return Err(invalid("a statement's Effect is neither Allow nor Deny")),
         }
@@ -231,6 +234,14 @@ mod tests {
             {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ARN},
         ]);
         assert_eq!(status(Ok(both)), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn a_conditional_allow_does_not_admit() {
+        let mut answer = policy("Allow", json!(ARN));
+        answer["policyDocument"]["Statement"][0]["Condition"] =
+            json!({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}});
+        assert_eq!(status(Ok(answer)), StatusCode::FORBIDDEN);
     }
 
     #[test]

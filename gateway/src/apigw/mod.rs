@@ -76,8 +76,9 @@ impl Default for Limits {
             max_duration_close_code: 1001,
             read_buffer_bytes: 2 * 1024,
             max_connections: 15_000,
-            // Longer than a function's 10 s invocation deadline, so a slow `$connect` gets its
-            // 500 rather than a dropped socket.
+            // Longer than a function's 10 s invocation deadline, so a slow `$connect` usually
+            // gets its 500 rather than a dropped socket (the authorizer function gets a third of
+            // it); a handshake still unanswered past it is dropped.
             handshake_timeout: Duration::from_secs(30),
             message_rate: 10,
             message_burst: 20,

@@ -241,9 +241,17 @@ async fn authorize(
                 Err(refused) => Err(refused),
             }
         }
-        // The authorizer function, and API Gateway's reading of its answer.
+        // The authorizer function, and API Gateway's reading of its answer. It gets a third of
+        // the handshake's time, so `$connect` still has the rest and a stuck authorizer (one
+        // process serves every handshake) costs the client a 500, not a dropped socket.
         None => {
-            super::authorizer::outcome(gateway.integration.invoke(super::AUTHORIZER_TARGET, event).await, &method_arn)
+            let budget = gateway.limits.handshake_timeout / 3;
+            match tokio::time::timeout(budget, gateway.integration.invoke(super::AUTHORIZER_TARGET, event)).await {
+                Ok(result) => super::authorizer::outcome(result, &method_arn),
+                Err(_) => {
+                    Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the authorizer did not answer within {budget:?}")))
+                }
+            }
         }
     };
     match outcome {

@@ -284,6 +284,7 @@ async fn the_template_gives_each_function_its_environment_and_timeout() -> anyho
     // first invocation, then answer every invocation.
     const RECORDER: &str = r#"#!/usr/bin/env python3
 import json, os, sys, urllib.request
+os.umask(0o077)  # what it records includes the environment: readable by this user only
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
 api = os.environ['AWS_LAMBDA_RUNTIME_API']
 recorded = False
@@ -422,6 +423,7 @@ async fn the_authorizer_functions_answer_decides_as_in_api_gateway() -> anyhow::
     // its environment and the JWKS its JWKS_URL serves.
     const AUTHORIZER: &str = r#"#!/usr/bin/env python3
 import json, os, sys, time, urllib.request
+os.umask(0o077)  # what it records includes the environment: readable by this user only
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
 api = os.environ['AWS_LAMBDA_RUNTIME_API']
 def post(path, value):
