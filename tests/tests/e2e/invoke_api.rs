@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use matchgate_gateway::apigw::{AuthMode, Integration};
 use matchgate_gateway::embedded::EmbeddedLambdas;
 use matchgate_gateway::issuer::DevIssuer;
-use matchgate_gateway::stack::{Functions, StackConfig};
+use matchgate_gateway::stack::{Functions, Stack, StackConfig};
 use matchgate_lambdas::adapters::memory::{MemoryConnections, MemoryPlayers, MemoryTickets};
 use matchgate_lambdas::adapters::{apigw, gamelift};
 use matchgate_lambdas::authorizer::Verifier;
@@ -74,28 +74,26 @@ async fn invoke(
     }
 }
 
-#[tokio::test]
-async fn functions_behind_the_invoke_api_match_two_players() -> anyhow::Result<()> {
-    let server = Arc::new(InvokeServer::default());
+/// Serves the Invoke API of `server` on a free loopback port; returns its endpoint.
+async fn serve_invoke_api(server: Arc<InvokeServer>) -> anyhow::Result<String> {
     let app = axum::Router::new()
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
-        .with_state(Arc::clone(&server));
+        .with_state(server);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let invoke_endpoint = format!("http://{}", listener.local_addr()?);
+    let endpoint = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(endpoint)
+}
 
-    let config = StackConfig {
-        rule_set_body: teams_rule_set(1),
-        functions: Functions::InvokeApi(invoke_endpoint),
-        ..quiet_config()
-    };
-    let stack = start_stack_with(config).await?;
+/// The handlers' dependencies as a function behind the Invoke API has them: in-memory stores,
+/// and the SDK clients for GameLift and @connections pointed at `stack`.
+async fn sdk_deps(stack: &Stack) -> Deps {
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "tests"))
         .load()
         .await;
-    let deps = Deps {
+    Deps {
         connections: Arc::new(MemoryConnections::default()),
         players: Arc::new(MemoryPlayers::default()),
         tickets: Arc::new(MemoryTickets::default()),
@@ -106,8 +104,21 @@ async fn functions_behind_the_invoke_api_match_two_players() -> anyhow::Result<(
         pusher: Arc::new(apigw::ManagementApiPusher::new(apigw::client(&sdk_config, &stack.connections_endpoint()))),
         clock: Arc::new(SystemClock),
         settings: Settings::default(),
+    }
+}
+
+#[tokio::test]
+async fn functions_behind_the_invoke_api_match_two_players() -> anyhow::Result<()> {
+    let server = Arc::new(InvokeServer::default());
+    let invoke_endpoint = serve_invoke_api(Arc::clone(&server)).await?;
+
+    let config = StackConfig {
+        rule_set_body: teams_rule_set(1),
+        functions: Functions::InvokeApi(invoke_endpoint),
+        ..quiet_config()
     };
-    let _ = server.functions.set(EmbeddedLambdas { deps });
+    let stack = start_stack_with(config).await?;
+    let _ = server.functions.set(EmbeddedLambdas { deps: sdk_deps(&stack).await });
 
     let mut alice = Client::connect(&stack, "alice").await?;
     let mut bob = Client::connect(&stack, "bob").await?;
@@ -134,12 +145,7 @@ async fn the_authorizer_behind_the_invoke_api_decides_connect() -> anyhow::Resul
     let issuer = DevIssuer::load_or_create(&state)?;
     let server =
         Arc::new(InvokeServer { authorizer: Some(issuer.verifier(Arc::new(SystemClock))), ..InvokeServer::default() });
-    let app = axum::Router::new()
-        .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
-        .with_state(Arc::clone(&server));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let invoke_endpoint = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let invoke_endpoint = serve_invoke_api(Arc::clone(&server)).await?;
     let config = StackConfig {
         rule_set_body: teams_rule_set(1),
         functions: Functions::InvokeApi(invoke_endpoint),
@@ -148,24 +154,7 @@ async fn the_authorizer_behind_the_invoke_api_decides_connect() -> anyhow::Resul
         ..quiet_config()
     };
     let stack = start_stack_with(config).await?;
-    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "tests"))
-        .load()
-        .await;
-    let deps = Deps {
-        connections: Arc::new(MemoryConnections::default()),
-        players: Arc::new(MemoryPlayers::default()),
-        tickets: Arc::new(MemoryTickets::default()),
-        matchmaker: Arc::new(gamelift::GameLiftMatchmaker::new(gamelift::client(
-            &sdk_config,
-            Some(&format!("http://{}", stack.addr)),
-        ))),
-        pusher: Arc::new(apigw::ManagementApiPusher::new(apigw::client(&sdk_config, &stack.connections_endpoint()))),
-        clock: Arc::new(SystemClock),
-        settings: Settings::default(),
-    };
-    let _ = server.functions.set(EmbeddedLambdas { deps });
+    let _ = server.functions.set(EmbeddedLambdas { deps: sdk_deps(&stack).await });
 
     let token = issuer.mint("alice", "player", Duration::from_secs(600))?;
     let mut alice = Client::connect_with_token(&stack, "alice", &token).await?;
