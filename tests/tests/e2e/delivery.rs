@@ -225,16 +225,41 @@ impl Matchmaker for CountingMatchmaker {
     }
 }
 
-/// A ticket store where, once armed for a ticket, the next `replace` of that ticket loses a race:
-/// another writer (an event, a backstop reschedule) updates the ticket between the caller's read
-/// and its conditional write. Armed with `ambiguous` instead, the next `replace` lands, then
-/// another invocation applies an event of its own, and the caller is told its write failed, as
-/// when a request's first attempt landed unseen and its retry found the condition false.
+/// A ticket store that stages the races concurrent writers run into. Each hook is armed by a test
+/// and fires once:
+/// - `armed` (a ticket): its next `replace` loses a race: another writer (an event, a backstop
+///   reschedule) updates the ticket between the caller's read and its conditional write;
+/// - `ambiguous` (a ticket): its next `replace` lands, then another invocation applies an event of
+///   its own, and the caller is told its write failed, as when a request's first attempt landed
+///   unseen and its retry found the condition false;
+/// - `lockstep` (a count, see [`Self::arm_lockstep`]): the next two reads wait for each other, so
+///   two concurrent invocations both read the same version of a ticket before either writes, as
+///   two copies of one SNS message handled at once do.
 struct RacingTickets {
     inner: Arc<dyn TicketStore>,
     clock: Arc<ManualClock>,
     armed: Mutex<Option<String>>,
     ambiguous: Mutex<Option<String>>,
+    /// Reads still to hold at `barrier`.
+    lockstep: std::sync::atomic::AtomicUsize,
+    barrier: tokio::sync::Barrier,
+}
+
+impl RacingTickets {
+    fn new(inner: Arc<dyn TicketStore>, clock: Arc<ManualClock>) -> Self {
+        Self {
+            inner,
+            clock,
+            armed: Mutex::default(),
+            ambiguous: Mutex::default(),
+            lockstep: std::sync::atomic::AtomicUsize::new(0),
+            barrier: tokio::sync::Barrier::new(2),
+        }
+    }
+
+    fn arm_lockstep(&self) {
+        self.lockstep.store(2, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for RacingTickets {
@@ -263,7 +288,14 @@ impl TicketStore for RacingTickets {
         't: 'f,
         Self: 'f,
     {
-        self.inner.get(ticket_id, now_ms)
+        Box::pin(async move {
+            let hold = self.lockstep.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            let read = self.inner.get(ticket_id, now_ms).await;
+            if hold {
+                self.barrier.wait().await;
+            }
+            read
+        })
     }
 
     fn replace<'s, 't, 'f>(
@@ -308,88 +340,6 @@ impl TicketStore for RacingTickets {
             }
             self.inner.replace(ticket, expected_version).await
         })
-    }
-
-    fn due_for_backstop<'s, 'f>(
-        &'s self,
-        now_ms: i64,
-        limit: usize,
-    ) -> BoxFuture<'f, Result<Vec<TicketRecord>, StoreError>>
-    where
-        's: 'f,
-        Self: 'f,
-    {
-        self.inner.due_for_backstop(now_ms, limit)
-    }
-}
-
-/// A ticket store where, once armed, the next two reads wait for each other, so two concurrent
-/// invocations both read the same version of a ticket before either writes: the race of two
-/// copies of one SNS message handled at once.
-struct LockstepReads {
-    inner: Arc<dyn TicketStore>,
-    /// Reads still to hold at the barrier.
-    pending: std::sync::atomic::AtomicUsize,
-    barrier: tokio::sync::Barrier,
-}
-
-impl LockstepReads {
-    fn new(inner: Arc<dyn TicketStore>) -> Self {
-        Self { inner, pending: std::sync::atomic::AtomicUsize::new(0), barrier: tokio::sync::Barrier::new(2) }
-    }
-
-    fn arm(&self) {
-        self.pending.store(2, Ordering::SeqCst);
-    }
-}
-
-impl std::fmt::Debug for LockstepReads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockstepReads").field("pending", &self.pending).finish_non_exhaustive()
-    }
-}
-
-impl TicketStore for LockstepReads {
-    fn create<'s, 't, 'f>(&'s self, ticket: &'t TicketRecord) -> BoxFuture<'f, Result<(), StoreError>>
-    where
-        's: 'f,
-        't: 'f,
-        Self: 'f,
-    {
-        self.inner.create(ticket)
-    }
-
-    fn get<'s, 't, 'f>(
-        &'s self,
-        ticket_id: &'t str,
-        now_ms: i64,
-    ) -> BoxFuture<'f, Result<Option<TicketRecord>, StoreError>>
-    where
-        's: 'f,
-        't: 'f,
-        Self: 'f,
-    {
-        Box::pin(async move {
-            let hold = self.pending.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-            let read = self.inner.get(ticket_id, now_ms).await;
-            if hold {
-                self.barrier.wait().await;
-            }
-            read
-        })
-    }
-
-    fn replace<'s, 't, 'f>(
-        &'s self,
-        ticket: &'t TicketRecord,
-        expected_version: u64,
-    ) -> BoxFuture<'f, Result<(), StoreError>>
-    where
-        's: 'f,
-        't: 'f,
-        Self: 'f,
-    {
-        self.inner.replace(ticket, expected_version)
     }
 
     fn due_for_backstop<'s, 'f>(
@@ -1273,12 +1223,7 @@ on_both_backends!(a_write_reported_failed_that_landed_still_pushes, ambiguous_wr
 async fn ambiguous_write_body(backend: Backend) {
     let ctx = format!("{backend:?}");
     let mut h = Harness::new(backend, "ambiguous", Settings::default()).await;
-    let racing = Arc::new(RacingTickets {
-        inner: Arc::clone(&h.deps.tickets),
-        clock: Arc::clone(&h.clock),
-        armed: Mutex::default(),
-        ambiguous: Mutex::default(),
-    });
+    let racing = Arc::new(RacingTickets::new(Arc::clone(&h.deps.tickets), Arc::clone(&h.clock)));
     h.deps.tickets = Arc::clone(&racing) as Arc<dyn TicketStore>;
     let mut conn = BTreeMap::new();
     let mut ticket = BTreeMap::new();
@@ -1311,7 +1256,7 @@ on_both_backends!(two_copies_of_an_event_at_once_push_once, concurrent_copies_bo
 async fn concurrent_copies_body(backend: Backend) {
     let ctx = format!("{backend:?}");
     let mut h = Harness::new(backend, "concurrent", Settings::default()).await;
-    let lockstep = Arc::new(LockstepReads::new(Arc::clone(&h.deps.tickets)));
+    let lockstep = Arc::new(RacingTickets::new(Arc::clone(&h.deps.tickets), Arc::clone(&h.clock)));
     h.deps.tickets = Arc::clone(&lockstep) as Arc<dyn TicketStore>;
     let mut conn = BTreeMap::new();
     let mut ticket = BTreeMap::new();
@@ -1332,9 +1277,9 @@ async fn concurrent_copies_body(backend: Backend) {
         before.insert(p, h.ticket(&ticket[p]).await.version);
     }
     let mark = h.pusher.mark();
-    lockstep.arm();
+    lockstep.arm_lockstep();
     tokio::join!(h.deliver(succeeded), h.deliver(succeeded));
-    assert_eq!(lockstep.pending.load(Ordering::SeqCst), 0, "{ctx}: both invocations read before writing");
+    assert_eq!(lockstep.lockstep.load(Ordering::SeqCst), 0, "{ctx}: both invocations read before writing");
     for p in ["alice", "bob"] {
         assert_eq!(h.ticket(&ticket[p]).await.version, before[p] + 1, "{ctx}: {p}'s ticket is written once");
         let terminal: Vec<Push> =
@@ -1427,12 +1372,7 @@ on_both_backends!(a_disconnect_that_races_a_ticket_write_is_not_forgotten, disco
 async fn disconnect_race_body(backend: Backend) {
     let ctx = format!("{backend:?}");
     let mut h = Harness::new(backend, "grace-race", grace_settings()).await;
-    let racing = Arc::new(RacingTickets {
-        inner: Arc::clone(&h.deps.tickets),
-        clock: Arc::clone(&h.clock),
-        armed: Mutex::default(),
-        ambiguous: Mutex::default(),
-    });
+    let racing = Arc::new(RacingTickets::new(Arc::clone(&h.deps.tickets), Arc::clone(&h.clock)));
     h.deps.tickets = Arc::clone(&racing) as Arc<dyn TicketStore>;
     let rae = h.connect("rae").await;
     let ticket = h.matchmake(&rae, SQUAD).await;
