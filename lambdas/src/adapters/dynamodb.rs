@@ -412,6 +412,29 @@ pub fn client_for_endpoint(endpoint_url: &str) -> Client {
 /// A failed call: a conditional check is `ConditionFailed`, anything else `Unavailable` with the
 /// operation, the table and the SDK's error chain (codes, messages, request IDs; the SDK never puts
 /// credentials or item contents in them).
+/// A conditional write's outcome as whether its condition held: a failed condition is an
+/// answer, not an error.
+fn condition_held<T>(result: Result<T, StoreError>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A strongly consistent GetItem of the item whose key attribute `key` is `value`.
+async fn consistent_get(client: &Client, table: &str, key: &str, value: &str) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(key, s(value))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| store_error("GetItem", table, e))?;
+    Ok(out.item)
+}
+
 fn store_error<E>(operation: &str, table: &str, err: E) -> StoreError
 where
     aws_sdk_dynamodb::Error: From<E>,
@@ -567,17 +590,10 @@ impl ConnectionStore for DynamoConnections {
     }
 
     async fn get(&self, connection_id: &str, now_ms: i64) -> Result<Option<ConnectionRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::CONNECTION_ID, s(connection_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.table, e))?;
-        let Some(item) = out.item() else { return Ok(None) };
-        let connection = connection_from_item(&self.table, item)?;
+        let Some(item) = consistent_get(&self.client, &self.table, attr::CONNECTION_ID, connection_id).await? else {
+            return Ok(None);
+        };
+        let connection = connection_from_item(&self.table, &item)?;
         Ok(is_live(connection.expires_at, now_ms).then_some(connection))
     }
 
@@ -719,16 +735,8 @@ impl DynamoPlayers {
 #[async_trait]
 impl PlayerStore for DynamoPlayers {
     async fn get(&self, player_id: &str) -> Result<Option<PlayerRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::PLAYER_ID, s(player_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.table, e))?;
-        out.item().map(|item| player_from_item(&self.table, item)).transpose()
+        let item = consistent_get(&self.client, &self.table, attr::PLAYER_ID, player_id).await?;
+        item.map(|item| player_from_item(&self.table, &item)).transpose()
     }
 
     async fn put_attributes(&self, player_id: &str, attributes: &PlayerAttributes) -> Result<(), StoreError> {
@@ -757,11 +765,7 @@ impl PlayerStore for DynamoPlayers {
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", &self.table, e));
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        condition_held(result)
     }
 
     async fn clear_connection(&self, player_id: &str, connection_id: &str) -> Result<bool, StoreError> {
@@ -774,11 +778,7 @@ impl PlayerStore for DynamoPlayers {
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", &self.table, e));
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        condition_held(result)
     }
 
     async fn claim_ticket(&self, player_id: &str, expected: Option<&str>, new: &str) -> Result<(), StoreError> {
@@ -942,17 +942,10 @@ impl TicketStore for DynamoTickets {
     }
 
     async fn get(&self, ticket_id: &str, now_ms: i64) -> Result<Option<TicketRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::TICKET_ID, s(ticket_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.table, e))?;
-        let Some(item) = out.item() else { return Ok(None) };
-        let ticket = ticket_from_item(&self.table, item)?;
+        let Some(item) = consistent_get(&self.client, &self.table, attr::TICKET_ID, ticket_id).await? else {
+            return Ok(None);
+        };
+        let ticket = ticket_from_item(&self.table, &item)?;
         Ok(is_live(ticket.expires_at, now_ms).then_some(ticket))
     }
 

@@ -629,6 +629,11 @@ impl Harness {
     fn pushes_to(&self, player_id: &str, mark: usize) -> Vec<Push> {
         self.delivered_to(player_id, mark).into_iter().map(|d| d.push).collect()
     }
+
+    /// The MatchmakingSucceeded pushes `player_id` got since `mark`.
+    fn successes_to(&self, player_id: &str, mark: usize) -> Vec<Push> {
+        self.pushes_to(player_id, mark).into_iter().filter(|p| matches!(p, Push::MatchmakingSucceeded { .. })).collect()
+    }
 }
 
 /// The match each ticket succeeded in, from the engine's MatchmakingSucceeded events.
@@ -1214,6 +1219,27 @@ async fn crash_body(backend: Backend) {
     assert!(h.pusher.since(mark).is_empty(), "{ctx}");
 }
 
+/// Alice and Bob matched in a duel, with the ticket store wrapped in a [`RacingTickets`]: every
+/// event up to the match is delivered; the MatchmakingSucceeded events are returned, not yet.
+async fn racing_duel(
+    backend: Backend,
+    test: &str,
+) -> (Harness, Arc<RacingTickets>, BTreeMap<&'static str, String>, Vec<MatchmakingEvent>) {
+    let mut h = Harness::new(backend, test, Settings::default()).await;
+    let racing = Arc::new(RacingTickets::new(Arc::clone(&h.deps.tickets), Arc::clone(&h.clock)));
+    h.deps.tickets = Arc::clone(&racing) as Arc<dyn TicketStore>;
+    let mut ticket = BTreeMap::new();
+    for p in ["alice", "bob"] {
+        let connection = h.connect(p).await;
+        ticket.insert(p, h.matchmake(&connection, DUEL).await);
+    }
+    h.cycle();
+    let (succeeded, earlier): (Vec<_>, Vec<_>) =
+        h.drain().into_iter().partition(|e| e.detail.event_type == E::MatchmakingSucceeded);
+    h.deliver_all(&earlier).await;
+    (h, racing, ticket, succeeded)
+}
+
 on_both_backends!(a_write_reported_failed_that_landed_still_pushes, ambiguous_write_body);
 
 /// The events handler's write lands but is reported as failed (a retried request whose first
@@ -1222,28 +1248,14 @@ on_both_backends!(a_write_reported_failed_that_landed_still_pushes, ambiguous_wr
 /// send: each player gets their MatchmakingSucceeded once.
 async fn ambiguous_write_body(backend: Backend) {
     let ctx = format!("{backend:?}");
-    let mut h = Harness::new(backend, "ambiguous", Settings::default()).await;
-    let racing = Arc::new(RacingTickets::new(Arc::clone(&h.deps.tickets), Arc::clone(&h.clock)));
-    h.deps.tickets = Arc::clone(&racing) as Arc<dyn TicketStore>;
-    let mut conn = BTreeMap::new();
-    let mut ticket = BTreeMap::new();
-    for p in ["alice", "bob"] {
-        conn.insert(p, h.connect(p).await);
-        ticket.insert(p, h.matchmake(&conn[p], DUEL).await);
-    }
-    h.cycle();
-    let events = h.drain();
-    let (succeeded, earlier): (Vec<_>, Vec<_>) =
-        events.into_iter().partition(|e| e.detail.event_type == E::MatchmakingSucceeded);
-    h.deliver_all(&earlier).await;
+    let (h, racing, ticket, succeeded) = racing_duel(backend, "ambiguous").await;
 
     let mark = h.pusher.mark();
     *racing.ambiguous.lock().unwrap() = Some(ticket["alice"].clone());
     h.deliver_all(&succeeded).await;
     assert!(racing.ambiguous.lock().unwrap().is_none(), "{ctx}: the unseen write happened");
     for p in ["alice", "bob"] {
-        let terminal: Vec<Push> =
-            h.pushes_to(p, mark).into_iter().filter(|push| matches!(push, Push::MatchmakingSucceeded { .. })).collect();
+        let terminal = h.successes_to(p, mark);
         assert_eq!(terminal.len(), 1, "{ctx}: {p} must get exactly one MatchmakingSucceeded: {terminal:?}");
     }
 }
@@ -1255,20 +1267,7 @@ on_both_backends!(two_copies_of_an_event_at_once_push_once, concurrent_copies_bo
 /// another invocation and must not push it a second time.
 async fn concurrent_copies_body(backend: Backend) {
     let ctx = format!("{backend:?}");
-    let mut h = Harness::new(backend, "concurrent", Settings::default()).await;
-    let lockstep = Arc::new(RacingTickets::new(Arc::clone(&h.deps.tickets), Arc::clone(&h.clock)));
-    h.deps.tickets = Arc::clone(&lockstep) as Arc<dyn TicketStore>;
-    let mut conn = BTreeMap::new();
-    let mut ticket = BTreeMap::new();
-    for p in ["alice", "bob"] {
-        conn.insert(p, h.connect(p).await);
-        ticket.insert(p, h.matchmake(&conn[p], DUEL).await);
-    }
-    h.cycle();
-    let events = h.drain();
-    let (succeeded, earlier): (Vec<_>, Vec<_>) =
-        events.into_iter().partition(|e| e.detail.event_type == E::MatchmakingSucceeded);
-    h.deliver_all(&earlier).await;
+    let (h, lockstep, ticket, succeeded) = racing_duel(backend, "concurrent").await;
     let [succeeded] = succeeded.as_slice() else { panic!("{ctx}: one MatchmakingSucceeded: {succeeded:?}") };
     assert_eq!(succeeded.detail.tickets.len(), 2, "{ctx}: one event names both tickets");
 
@@ -1282,8 +1281,7 @@ async fn concurrent_copies_body(backend: Backend) {
     assert_eq!(lockstep.lockstep.load(Ordering::SeqCst), 0, "{ctx}: both invocations read before writing");
     for p in ["alice", "bob"] {
         assert_eq!(h.ticket(&ticket[p]).await.version, before[p] + 1, "{ctx}: {p}'s ticket is written once");
-        let terminal: Vec<Push> =
-            h.pushes_to(p, mark).into_iter().filter(|push| matches!(push, Push::MatchmakingSucceeded { .. })).collect();
+        let terminal = h.successes_to(p, mark);
         assert_eq!(terminal.len(), 1, "{ctx}: {p} must get exactly one MatchmakingSucceeded: {terminal:?}");
         assert_own_success(&terminal[0], &h.truth(&ticket[p]), p, succeeded.detail.match_id.as_deref(), &ctx);
     }
