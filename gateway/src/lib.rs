@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod gamelift;
 pub mod issuer;
 pub mod lambda;
+pub mod matchmaker;
 pub mod players;
 pub mod stack;
 pub mod template;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use matchgate_lambdas::ports::{AttributeValue, PlayerAttributes};
+use matchgate_protocol::gamelift::{AttributeValue, PlayerAttributes};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,30 +25,16 @@ pub fn parse_players(text: &str) -> Result<BTreeMap<String, PlayerAttributes>, S
     let raw: BTreeMap<String, BTreeMap<String, Value>> = serde_json::from_str(text)?;
     raw.into_iter()
         .map(|(player, attributes)| {
-            let typed = attributes
-                .into_iter()
-                .map(|(name, value)| {
-                    let bad =
-                        |reason| SeedError::BadAttribute { player: player.clone(), attribute: name.clone(), reason };
-                    let typed = match value {
-                        Value::Number(n) => AttributeValue::N(n.as_f64().ok_or_else(|| bad("not a finite number"))?),
-                        Value::String(s) => AttributeValue::S(s),
-                        Value::Array(items) => AttributeValue::SL(
-                            items
-                                .into_iter()
-                                .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| bad("lists hold strings only")))
-                                .collect::<Result<_, _>>()?,
-                        ),
-                        Value::Object(map) => AttributeValue::SDM(
-                            map.into_iter()
-                                .map(|(k, v)| v.as_f64().map(|n| (k, n)).ok_or_else(|| bad("maps hold numbers only")))
-                                .collect::<Result<_, _>>()?,
-                        ),
-                        _ => return Err(bad("use a number, string, list of strings or map of numbers")),
-                    };
-                    Ok((name, typed))
-                })
-                .collect::<Result<PlayerAttributes, SeedError>>()?;
+            let typed =
+                attributes
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let typed = AttributeValue::from_plain_json(value).map_err(|reason| {
+                            SeedError::BadAttribute { player: player.clone(), attribute: name.clone(), reason }
+                        })?;
+                        Ok((name, typed))
+                    })
+                    .collect::<Result<PlayerAttributes, SeedError>>()?;
             Ok((player, typed))
         })
         .collect()

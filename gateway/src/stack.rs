@@ -23,7 +23,7 @@ use matchgate_lambdas::adapters::gamelift::{self, GameLiftMatchmaker};
 
 use crate::apigw::{self, ApiGateway, AuthMode, ConnectAuthorizer, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
-use crate::gamelift::{Fleet, FleetConfig, FlexMatchMode, LocalFlexMatch, MatchmakingConfiguration, sns};
+use crate::gamelift::{Fleet, FleetConfig, LocalFlexMatch, MatchmakingConfiguration, sns};
 use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, FunctionSettings, InvokeApi, LambdaHost, default_function_map};
 
 /// The rule set `matchgate up` loads when none is given: the one `infra/` deploys.
@@ -92,22 +92,9 @@ impl StackConfig {
         }
         let c = &template.configuration;
         self.configuration = MatchmakingConfiguration {
-            name: c.name.clone(),
-            description: c.description.clone(),
             rule_set_name: template.rule_set_name.clone(),
-            request_timeout_seconds: c.request_timeout_seconds,
-            acceptance_required: c.acceptance_required,
-            acceptance_timeout_seconds: c
-                .acceptance_timeout_seconds
-                .unwrap_or(self.configuration.acceptance_timeout_seconds),
-            flex_match_mode: FlexMatchMode::parse(&c.flex_match_mode)
-                .ok_or_else(|| StackError::Template(format!("FlexMatchMode {:?}", c.flex_match_mode)))?,
-            game_session_queue_arns: c.game_session_queue_arns.clone(),
-            notification_target: c.notification_target.clone(),
-            backfill_mode: c.backfill_mode.clone(),
-            additional_player_count: c.additional_player_count,
-            custom_event_data: c.custom_event_data.clone(),
-            creation_time_ms: 0,
+            acceptance_timeout_seconds: c.acceptance_timeout_seconds.or(self.configuration.acceptance_timeout_seconds),
+            ..c.clone()
         };
         self.rule_set_body = template.rule_set_body.clone();
         let mut map: BTreeMap<String, String> =

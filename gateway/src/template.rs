@@ -27,6 +27,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use matchgate_protocol::gamelift::{FlexMatchMode, MatchmakingConfiguration};
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::{Map, Value as Json};
 
@@ -73,7 +74,7 @@ pub struct LocalTemplate {
     pub authorizer: Option<AuthorizerInfo>,
     /// Every `AWS::Serverless::Function` the template creates, by logical ID.
     pub functions: BTreeMap<String, FunctionInfo>,
-    pub configuration: ConfigurationInfo,
+    pub configuration: MatchmakingConfiguration,
     /// The `RuleSetBody` of the rule set the configuration names, verbatim.
     pub rule_set_body: String,
     /// That rule set's `Name` (also `configuration.rule_set_name` when the configuration names it).
@@ -124,25 +125,6 @@ pub struct FunctionInfo {
     pub timeout_seconds: u32,
     /// The SAM event source types (`SNS`, `Schedule`, ...), by event name.
     pub events: Vec<String>,
-}
-
-/// The `AWS::GameLift::MatchmakingConfiguration`, with GameLift's defaults where unset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigurationInfo {
-    pub name: String,
-    pub description: Option<String>,
-    pub rule_set_name: String,
-    pub request_timeout_seconds: u32,
-    pub acceptance_required: bool,
-    pub acceptance_timeout_seconds: Option<u32>,
-    /// `WITH_QUEUE` (GameLift's default) or `STANDALONE`.
-    pub flex_match_mode: String,
-    pub game_session_queue_arns: Vec<String>,
-    pub notification_target: Option<String>,
-    /// `MANUAL` or `AUTOMATIC`.
-    pub backfill_mode: Option<String>,
-    pub additional_player_count: u32,
-    pub custom_event_data: Option<String>,
 }
 
 /// An `AWS::DynamoDB::Table`.
@@ -1041,7 +1023,7 @@ impl<'d> Template<'d> {
         })
     }
 
-    fn configuration(&self, warnings: &mut Vec<String>) -> Result<(ConfigurationInfo, String, String)> {
+    fn configuration(&self, warnings: &mut Vec<String>) -> Result<(MatchmakingConfiguration, String, String)> {
         let configurations = self.created("AWS::GameLift::MatchmakingConfiguration")?;
         let [(id, config)] = configurations.as_slice() else {
             return Err(invalid(
@@ -1057,7 +1039,7 @@ impl<'d> Template<'d> {
             v => Ok(v),
         };
         let acceptance = self.required(id, config, "AcceptanceRequired")?;
-        let configuration = ConfigurationInfo {
+        let configuration = MatchmakingConfiguration {
             name: self.required(id, config, "Name")?,
             description: self.property(id, config, "Description")?,
             rule_set_name: self.required(id, config, "RuleSetName")?,
@@ -1075,7 +1057,8 @@ impl<'d> Template<'d> {
                 self.property(id, config, "FlexMatchMode")?,
                 &["WITH_QUEUE", "STANDALONE"],
             )?
-            .unwrap_or_else(|| "WITH_QUEUE".into()),
+            .and_then(|mode| FlexMatchMode::parse(&mode))
+            .unwrap_or_default(),
             game_session_queue_arns: self.strings(id, config, "GameSessionQueueArns")?,
             notification_target: self.property(id, config, "NotificationTarget")?,
             backfill_mode: one_of(
@@ -1085,8 +1068,10 @@ impl<'d> Template<'d> {
             )?,
             additional_player_count: self.number(id, config, "AdditionalPlayerCount")?.unwrap_or(0),
             custom_event_data: self.property(id, config, "CustomEventData")?,
+            creation_time_ms: 0,
         };
-        if configuration.flex_match_mode == "WITH_QUEUE" && configuration.game_session_queue_arns.is_empty() {
+        if configuration.flex_match_mode == FlexMatchMode::WithQueue && configuration.game_session_queue_arns.is_empty()
+        {
             warnings.push(format!(
                 "Resources.{id}: WITH_QUEUE without GameSessionQueueArns, which AWS refuses; the local stack places \
                  matches on its simulated fleets"

@@ -8,16 +8,8 @@ use matchgate_protocol::Push;
 use matchgate_protocol::ticket::TicketState;
 use serde::{Deserialize, Serialize};
 
-/// A player attribute in GameLift's shape: `{"S": ..}`, `{"N": ..}`, `{"SL": [..]}`, `{"SDM": {..}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum AttributeValue {
-    S(String),
-    N(f64),
-    SL(Vec<String>),
-    SDM(BTreeMap<String, f64>),
-}
-
-pub type PlayerAttributes = BTreeMap<String, AttributeValue>;
+// GameLift's types are defined once, in the protocol crate; the handlers use them as they are.
+pub use matchgate_protocol::gamelift::{AttributeValue, Player, PlayerAttributes, StartMatchmakingRequest};
 
 /// What a connection's authorizer established about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,21 +164,6 @@ pub trait TicketStore: Send + Sync {
     /// Live tickets whose `backstop_due_at` is at or before `now_ms`, most overdue first, at
     /// most `limit`, skipping expired ones.
     async fn due_for_backstop(&self, now_ms: i64, limit: usize) -> Result<Vec<TicketRecord>, StoreError>;
-}
-
-/// One player of a StartMatchmaking request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatchmakingPlayer {
-    pub player_id: String,
-    pub attributes: PlayerAttributes,
-    pub latency_in_ms: BTreeMap<String, u32>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StartMatchmakingRequest {
-    pub configuration_name: String,
-    pub ticket_id: String,
-    pub players: Vec<MatchmakingPlayer>,
 }
 
 /// A ticket as DescribeMatchmaking reports it: what the backstop learns when events are lost.

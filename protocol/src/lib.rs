@@ -3,10 +3,12 @@
 //! - [`action`]: what a game client sends (JSON text frames routed on `action`);
 //! - [`push`]: what the gateway pushes back (JSON text frames tagged by `type`);
 //! - [`flexmatch`]: FlexMatch's matchmaking events as they arrive through SNS;
+//! - [`gamelift`]: GameLift's FlexMatch types (attributes, players, configurations) in its API's shapes;
 //! - [`ticket`]: the ticket state machine every event is applied through.
 
 pub mod action;
 pub mod flexmatch;
+pub mod gamelift;
 pub mod push;
 pub mod ticket;
 

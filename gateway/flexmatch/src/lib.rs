@@ -12,40 +12,20 @@
 //! - [`RuleSet::acceptable_regions`]: where a formed match may be placed, for the queue.
 //! - [`RuleSet::check_player`] / [`RuleSet::apply_defaults`]: attributes typed by the rule set.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 #[doc(hidden)]
 pub mod bench_support;
 mod expr;
 mod matcher;
 mod ruleset;
 
+// GameLift's types have their home in the protocol crate; the engine speaks them as they are.
 pub use matcher::SEARCH_BUDGET_PER_ANCHOR;
+pub use matchgate_protocol::flexmatch::RuleEvaluationMetric;
+pub use matchgate_protocol::gamelift::{AttributeValue, Player};
 pub use ruleset::{
     Algorithm, AttributeType, BackfillPriority, BatchingPreference, ExpansionAgeSelection, MAX_MATCH_PLAYERS,
     MAX_PLAYERS_PER_TICKET, MAX_SMALL_MATCH_PLAYERS, RuleSet, RuleSetError, Strategy, Team,
 };
-
-/// A player attribute as GameLift's API carries it: `{"S": ..}`, `{"N": ..}`, `{"SL": [..]}`
-/// or `{"SDM": {..}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum AttributeValue {
-    S(String),
-    N(f64),
-    SL(Vec<String>),
-    SDM(BTreeMap<String, f64>),
-}
-
-/// One player of a ticket, with the attributes the rule set declares and the latencies the
-/// client reported (only the reported regions are considered).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Player {
-    pub player_id: String,
-    pub attributes: BTreeMap<String, AttributeValue>,
-    pub latency_in_ms: BTreeMap<String, u32>,
-}
 
 /// A matchmaking ticket in the pool: 1–10 players who stay together on one team.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,14 +49,4 @@ pub struct ProposedMatch {
 pub struct TeamAssignment {
     pub name: String,
     pub player_ids: Vec<String>,
-}
-
-/// How often each rule passed or failed while this match was formed, as FlexMatch reports
-/// it in `ruleEvaluationMetrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleEvaluationMetric {
-    pub rule_name: String,
-    pub passed_count: u64,
-    pub failed_count: u64,
 }

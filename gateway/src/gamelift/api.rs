@@ -9,7 +9,6 @@
 //! http://127.0.0.1:PORT` works. The operations are written once, over JSON values; CBOR is
 //! converted at the edge.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,14 +17,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use matchgate_lambdas::ports::{AttributeValue, MatchmakingPlayer, StartMatchmakingRequest};
+use matchgate_protocol::gamelift::{FlexMatchMode, MatchmakingConfiguration, StartMatchmakingRequest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::engine::{
-    DescribedTicket, FlexMatchMode, GameLiftError, LocalFlexMatch, MatchmakingConfiguration, StoredRuleSet,
-};
+use super::engine::{DescribedTicket, GameLiftError, LocalFlexMatch, StoredRuleSet};
 
 /// `POST /` (awsJson1.1) and `POST /service/GameLift/operation/{operation}` (RPC v2 CBOR).
 pub fn gamelift_routes(engine: Arc<LocalFlexMatch>) -> Router {
@@ -209,49 +206,6 @@ fn seconds(epoch_ms: i64) -> Value {
 
 // --- matchmaking ---------------------------------------------------------------------------
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StartInput {
-    ticket_id: Option<String>,
-    configuration_name: String,
-    players: Vec<PlayerInput>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PlayerInput {
-    player_id: String,
-    #[serde(default)]
-    player_attributes: BTreeMap<String, AttributeValueInput>,
-    #[serde(default)]
-    latency_in_ms: BTreeMap<String, u32>,
-}
-
-/// GameLift's AttributeValue: exactly one of S, N, SL, SDM.
-#[derive(Deserialize)]
-struct AttributeValueInput {
-    #[serde(rename = "S")]
-    s: Option<String>,
-    #[serde(rename = "N")]
-    n: Option<f64>,
-    #[serde(rename = "SL")]
-    sl: Option<Vec<String>>,
-    #[serde(rename = "SDM")]
-    sdm: Option<BTreeMap<String, f64>>,
-}
-
-impl AttributeValueInput {
-    fn into_value(self, name: &str) -> Result<AttributeValue, GameLiftError> {
-        match (self.s, self.n, self.sl, self.sdm) {
-            (Some(s), None, None, None) => Ok(AttributeValue::S(s)),
-            (None, Some(n), None, None) => Ok(AttributeValue::N(n)),
-            (None, None, Some(l), None) => Ok(AttributeValue::SL(l)),
-            (None, None, None, Some(m)) => Ok(AttributeValue::SDM(m)),
-            _ => Err(GameLiftError::InvalidRequest(format!("Attribute {name} must set exactly one of S, N, SL, SDM"))),
-        }
-    }
-}
-
 fn attribute_json(value: &matchgate_flexmatch::AttributeValue) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -299,22 +253,12 @@ fn ticket_json(t: &DescribedTicket) -> Value {
 }
 
 fn start_matchmaking(engine: &LocalFlexMatch, body: &Value) -> ApiResult {
-    let input: StartInput = parse(body)?;
-    let ticket_id = input.ticket_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut players = Vec::with_capacity(input.players.len());
-    for p in input.players {
-        let attributes = p
-            .player_attributes
-            .into_iter()
-            .map(|(name, v)| v.into_value(&name).map(|v| (name, v)))
-            .collect::<Result<_, _>>()?;
-        players.push(MatchmakingPlayer { player_id: p.player_id, attributes, latency_in_ms: p.latency_in_ms });
+    let mut input: StartMatchmakingRequest = parse(body)?;
+    if input.ticket_id.is_empty() {
+        input.ticket_id = uuid::Uuid::new_v4().to_string();
     }
-    engine.start(StartMatchmakingRequest {
-        configuration_name: input.configuration_name,
-        ticket_id: ticket_id.clone(),
-        players,
-    })?;
+    let ticket_id = input.ticket_id.clone();
+    engine.start(input)?;
     let described = engine.describe(std::slice::from_ref(&ticket_id))?;
     let ticket = described.first().map(ticket_json).unwrap_or(Value::Null);
     Ok(json!({ "MatchmakingTicket": ticket }))
@@ -461,7 +405,7 @@ impl ConfigurationInput {
             c.request_timeout_seconds = v;
         }
         if let Some(v) = self.acceptance_timeout_seconds {
-            c.acceptance_timeout_seconds = v;
+            c.acceptance_timeout_seconds = Some(v);
         }
         if let Some(v) = self.acceptance_required {
             c.acceptance_required = v;
@@ -503,7 +447,7 @@ fn configuration_json(engine: &LocalFlexMatch, c: &MatchmakingConfiguration) -> 
         "FlexMatchMode": c.flex_match_mode.as_str(),
     });
     if c.acceptance_required {
-        value["AcceptanceTimeoutSeconds"] = json!(c.acceptance_timeout_seconds);
+        value["AcceptanceTimeoutSeconds"] = json!(c.acceptance_timeout());
     }
     for (key, v) in [
         ("Description", &c.description),

@@ -8,89 +8,23 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use chrono::{SecondsFormat, TimeZone, Utc};
-use matchgate_flexmatch::{AttributeValue, Player, RuleSet, Ticket};
-use matchgate_lambdas::ports::{self, Clock, MatchmakerError, StartMatchmakingRequest, TicketDescription};
+use matchgate_flexmatch::{MAX_PLAYERS_PER_TICKET, RuleSet, Ticket};
+use matchgate_lambdas::ports::Clock;
 use matchgate_protocol::flexmatch::{
     DETAIL_TYPE, EventPlayer, EventTicket, GameSessionInfo, MatchmakingEvent, MatchmakingEventDetail,
     MatchmakingEventType as E, RuleEvaluationMetric, SOURCE,
 };
+use matchgate_protocol::gamelift::{FlexMatchMode, MatchmakingConfiguration, Player, StartMatchmakingRequest};
 use matchgate_protocol::ticket::TicketStatus;
 use tokio::sync::{Notify, mpsc};
 
 use super::placement::{Fleet, GameSession};
 
-/// Most players in one ticket (GameLift's limit).
-pub const MAX_PLAYERS_PER_TICKET: usize = 10;
 /// Most tickets one DescribeMatchmaking call may name (GameLift's limit).
 pub const MAX_DESCRIBE_TICKETS: usize = 10;
 /// How long an ended ticket stays describable, as GameLift keeps them.
 pub const ENDED_TICKET_RETENTION_MS: i64 = 60 * 60 * 1000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlexMatchMode {
-    /// FlexMatch forms matches and a game session queue places them.
-    WithQueue,
-    /// FlexMatch only forms matches; the game places them itself.
-    Standalone,
-}
-
-impl FlexMatchMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WithQueue => "WITH_QUEUE",
-            Self::Standalone => "STANDALONE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "WITH_QUEUE" => Some(Self::WithQueue),
-            "STANDALONE" => Some(Self::Standalone),
-            _ => None,
-        }
-    }
-}
-
-/// A matchmaking configuration, with GameLift's settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatchmakingConfiguration {
-    pub name: String,
-    pub description: Option<String>,
-    pub rule_set_name: String,
-    pub request_timeout_seconds: u32,
-    pub acceptance_required: bool,
-    pub acceptance_timeout_seconds: u32,
-    pub flex_match_mode: FlexMatchMode,
-    pub game_session_queue_arns: Vec<String>,
-    pub notification_target: Option<String>,
-    pub backfill_mode: Option<String>,
-    pub additional_player_count: u32,
-    pub custom_event_data: Option<String>,
-    /// Epoch milliseconds.
-    pub creation_time_ms: i64,
-}
-
-impl Default for MatchmakingConfiguration {
-    fn default() -> Self {
-        Self {
-            name: "matchgate-default".into(),
-            description: None,
-            rule_set_name: "matchgate-default".into(),
-            request_timeout_seconds: 60,
-            acceptance_required: false,
-            acceptance_timeout_seconds: 30,
-            flex_match_mode: FlexMatchMode::WithQueue,
-            game_session_queue_arns: Vec::new(),
-            notification_target: None,
-            backfill_mode: None,
-            additional_player_count: 0,
-            custom_event_data: None,
-            creation_time_ms: 0,
-        }
-    }
-}
 
 /// A stored rule set: its body as given, and parsed.
 #[derive(Debug, Clone)]
@@ -152,12 +86,6 @@ impl GameLiftError {
             Self::InvalidRequest(_) => "InvalidRequestException",
             Self::NotFound(_) => "NotFoundException",
         }
-    }
-}
-
-impl From<GameLiftError> for MatchmakerError {
-    fn from(e: GameLiftError) -> Self {
-        MatchmakerError::Rejected(e.to_string())
     }
 }
 
@@ -392,12 +320,7 @@ impl LocalFlexMatch {
             return Err(GameLiftError::InvalidRequest(format!("Ticket {} already exists", request.ticket_id)));
         }
         let mut players = Vec::with_capacity(request.players.len());
-        for p in request.players {
-            let mut player = Player {
-                player_id: p.player_id,
-                attributes: p.attributes.into_iter().map(|(k, v)| (k, attribute(v))).collect(),
-                latency_in_ms: p.latency_in_ms,
-            };
+        for mut player in request.players {
             rule_set.apply_defaults(&mut player);
             rule_set
                 .check_player(&player)
@@ -715,7 +638,7 @@ impl LocalFlexMatch {
         created.match_id = Some(match_id.clone());
         created.acceptance_required = Some(configuration.acceptance_required);
         if configuration.acceptance_required {
-            created.acceptance_timeout = Some(u64::from(configuration.acceptance_timeout_seconds));
+            created.acceptance_timeout = Some(u64::from(configuration.acceptance_timeout()));
         }
         created.rule_evaluation_metrics = Some(
             proposed
@@ -735,7 +658,7 @@ impl LocalFlexMatch {
                 PendingMatch {
                     configuration_name: configuration.name.clone(),
                     ticket_ids: proposed.ticket_ids,
-                    deadline_ms: now_ms + i64::from(configuration.acceptance_timeout_seconds) * 1000,
+                    deadline_ms: now_ms + i64::from(configuration.acceptance_timeout()) * 1000,
                     accepted: BTreeSet::new(),
                     rejected: BTreeSet::new(),
                 },
@@ -899,7 +822,7 @@ fn check_configuration(c: &MatchmakingConfiguration) -> Result<(), GameLiftError
     if !(1..=43_200).contains(&c.request_timeout_seconds) {
         return Err(GameLiftError::InvalidRequest("RequestTimeoutSeconds must be 1-43200".into()));
     }
-    if c.acceptance_required && !(1..=600).contains(&c.acceptance_timeout_seconds) {
+    if c.acceptance_required && !(1..=600).contains(&c.acceptance_timeout()) {
         return Err(GameLiftError::InvalidRequest("AcceptanceTimeoutSeconds must be 1-600".into()));
     }
     if c.flex_match_mode == FlexMatchMode::WithQueue && c.game_session_queue_arns.is_empty() {
@@ -940,72 +863,11 @@ fn detail_for(event_type: E, tickets: &[(&str, &EngineTicket)]) -> MatchmakingEv
     }
 }
 
-pub(crate) fn attribute(value: ports::AttributeValue) -> AttributeValue {
-    match value {
-        ports::AttributeValue::S(s) => AttributeValue::S(s),
-        ports::AttributeValue::N(n) => AttributeValue::N(n),
-        ports::AttributeValue::SL(l) => AttributeValue::SL(l),
-        ports::AttributeValue::SDM(m) => AttributeValue::SDM(m),
-    }
-}
-
-/// The handlers' view of FlexMatch, in-process.
-#[async_trait]
-impl ports::Matchmaker for LocalFlexMatch {
-    async fn start_matchmaking(&self, request: StartMatchmakingRequest) -> Result<(), MatchmakerError> {
-        Ok(self.start(request)?)
-    }
-
-    async fn stop_matchmaking(&self, ticket_id: &str) -> Result<(), MatchmakerError> {
-        Ok(self.stop(ticket_id)?)
-    }
-
-    async fn accept_match(&self, ticket_id: &str, player_ids: &[String], accept: bool) -> Result<(), MatchmakerError> {
-        Ok(self.accept(ticket_id, player_ids, accept)?)
-    }
-
-    async fn describe_matchmaking(&self, ticket_ids: &[String]) -> Result<Vec<TicketDescription>, MatchmakerError> {
-        Ok(self.describe(ticket_ids)?.into_iter().map(DescribedTicket::into_description).collect())
-    }
-}
-
-impl DescribedTicket {
-    /// The handlers' port type.
-    pub fn into_description(self) -> TicketDescription {
-        TicketDescription {
-            ticket_id: self.ticket_id,
-            status: self.status,
-            status_reason: self.status_reason,
-            status_message: self.status_message,
-            players: self
-                .players
-                .iter()
-                .map(|p| ports::DescribedPlayer {
-                    player_id: p.player_id.clone(),
-                    team: self.teams.get(&p.player_id).cloned(),
-                    player_session_id: self
-                        .game_session
-                        .as_ref()
-                        .and_then(|g| g.player_sessions.get(&p.player_id))
-                        .cloned(),
-                })
-                .collect(),
-            game_session: self.game_session.map(|g| ports::DescribedGameSession {
-                game_session_arn: g.game_session_arn,
-                ip_address: g.ip_address,
-                dns_name: g.dns_name,
-                port: g.port,
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use matchgate_lambdas::adapters::memory::ManualClock;
-    use matchgate_lambdas::ports::MatchmakingPlayer;
 
     use super::super::placement::FleetConfig;
     use super::*;
@@ -1039,7 +901,7 @@ mod tests {
                     rule_set_name: "trio".into(),
                     request_timeout_seconds: 60,
                     acceptance_required,
-                    acceptance_timeout_seconds: 20,
+                    acceptance_timeout_seconds: Some(20),
                     flex_match_mode: FlexMatchMode::Standalone,
                     ..MatchmakingConfiguration::default()
                 })
@@ -1048,11 +910,8 @@ mod tests {
         }
 
         fn start(&self, ticket_id: &str) {
-            let player = MatchmakingPlayer {
-                player_id: ticket_id.to_owned(),
-                attributes: BTreeMap::new(),
-                latency_in_ms: BTreeMap::new(),
-            };
+            let player =
+                Player { player_id: ticket_id.to_owned(), attributes: BTreeMap::new(), latency_in_ms: BTreeMap::new() };
             let request = StartMatchmakingRequest {
                 configuration_name: "cfg".into(),
                 ticket_id: ticket_id.to_owned(),

@@ -10,7 +10,7 @@ use matchgate_protocol::ticket::{TicketState, TicketStatus};
 use matchgate_protocol::{ActionError, ClientAction, ErrorCode, Push};
 
 use super::{Caller, ok, push_to};
-use crate::ports::{MatchmakerError, MatchmakingPlayer, StartMatchmakingRequest, StoreError, TicketRecord};
+use crate::ports::{MatchmakerError, Player, StartMatchmakingRequest, StoreError, TicketRecord};
 use crate::{Deps, HandlerError};
 
 /// Dispatches a message event to its route's handler by `requestContext.routeKey`, as API
@@ -142,7 +142,7 @@ pub async fn matchmake(
     let request = StartMatchmakingRequest {
         configuration_name: deps.settings.configuration_name.clone(),
         ticket_id: ticket_id.clone(),
-        players: vec![MatchmakingPlayer {
+        players: vec![Player {
             player_id: caller.player_id.clone(),
             attributes: player.attributes,
             latency_in_ms: latency_in_ms.unwrap_or_default(),

@@ -81,7 +81,7 @@ fn configurations() -> Vec<MatchmakingConfiguration> {
         base(CROWD, CROWD, CROWD_TIMEOUT_S),
         MatchmakingConfiguration {
             acceptance_required: true,
-            acceptance_timeout_seconds: ACCEPTANCE_TIMEOUT_S,
+            acceptance_timeout_seconds: Some(ACCEPTANCE_TIMEOUT_S),
             ..base(DUEL_ACCEPT, DUEL, LONG_TIMEOUT_S)
         },
     ]
