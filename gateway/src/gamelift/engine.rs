@@ -745,7 +745,17 @@ impl LocalFlexMatch {
                     end_time_ms: t.end_time_ms,
                     players: t.players.clone(),
                     teams: t.teams.clone(),
-                    game_session: t.game_session.clone(),
+                    // GameLift lists the ticket's own players' sessions only: one ticket's
+                    // holder never learns the seat credentials of another ticket's players.
+                    game_session: t.game_session.as_ref().map(|g| GameSession {
+                        player_sessions: g
+                            .player_sessions
+                            .iter()
+                            .filter(|(player_id, _)| t.players.iter().any(|p| &p.player_id == *player_id))
+                            .map(|(player_id, session)| (player_id.clone(), session.clone()))
+                            .collect(),
+                        ..g.clone()
+                    }),
                 })
             })
             .collect())

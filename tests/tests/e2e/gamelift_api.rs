@@ -281,3 +281,47 @@ async fn standalone_matches_report_teams_but_place_nothing() -> anyhow::Result<(
     stack.shutdown().await;
     Ok(())
 }
+
+/// A ticket holder asks DescribeMatchmaking about their own ticket: AWS lists that ticket's own
+/// players' sessions only, so no one learns another ticket's seat credentials from it.
+#[tokio::test]
+async fn describe_matchmaking_lists_only_the_tickets_own_player_sessions() -> anyhow::Result<()> {
+    let stack = start_stack(&teams_rule_set(1)).await?;
+    let gl = sdk(&stack);
+    for (ticket, who) in [("t-red", "red"), ("t-blue", "blue")] {
+        gl.start_matchmaking()
+            .configuration_name("matchgate-default")
+            .ticket_id(ticket)
+            .players(player(who, 10.0))
+            .send()
+            .await?;
+    }
+    stack.engine.cycle(now_ms());
+    let mut seats = Vec::new();
+    for (ticket, who, other) in [("t-red", "red", "blue"), ("t-blue", "blue", "red")] {
+        let described = gl.describe_matchmaking().ticket_ids(ticket).send().await?;
+        let info = described.ticket_list()[0].game_session_connection_info().expect("placed");
+        let listed: Vec<(&str, &str)> = info
+            .matched_player_sessions()
+            .iter()
+            .filter_map(|s| Some((s.player_id()?, s.player_session_id()?)))
+            .collect();
+        assert_eq!(listed.len(), 1, "{ticket}: only its own player: {listed:?}");
+        assert_eq!(listed[0].0, who, "{ticket}");
+        seats.push((other, listed[0].1.to_owned()));
+        // awsJson1.1 answers the same.
+        let (status, body) =
+            aws_json(&stack, "DescribeMatchmaking", &format!(r#"{{"TicketIds":["{ticket}"]}}"#)).await?;
+        assert_eq!(status, 200);
+        assert!(!body.contains(&format!(r#""PlayerId":"{other}""#)), "{ticket} names {other}: {body}");
+    }
+    // The other ticket's answer never holds this player's session ID.
+    for (other, seat) in seats {
+        let ticket = format!("t-{other}");
+        let (_, body) = aws_json(&stack, "DescribeMatchmaking", &format!(r#"{{"TicketIds":["{ticket}"]}}"#)).await?;
+        assert!(body.contains("PlayerSessionId"), "{body}");
+        assert!(!body.contains(&seat), "{ticket} hands out another ticket's seat: {body}");
+    }
+    stack.shutdown().await;
+    Ok(())
+}
