@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use matchgate_lambdas::adapters::apigw as apigw_adapter;
 use matchgate_lambdas::adapters::apigw::ManagementApiPusher;
 use matchgate_lambdas::adapters::dynamodb::{self, DynamoConnections, DynamoPlayers, DynamoTickets, TableNames};
+use matchgate_lambdas::adapters::dynamodb_parties::DynamoParties;
 use matchgate_lambdas::adapters::gamelift::{self, GameLiftMatchmaker};
+use matchgate_lambdas::adapters::memory_parties::MemoryParties;
 
 use crate::apigw::{self, ApiGateway, AuthMode, ConnectAuthorizer, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
@@ -216,6 +218,7 @@ impl Stack {
                 connections: Arc::new(MemoryConnections::default()),
                 players: Arc::new(MemoryPlayers::default()),
                 tickets: Arc::new(MemoryTickets::default()),
+                parties: Arc::new(MemoryParties::default()),
                 matchmaker: engine.clone(),
                 pusher: Arc::new(RegistryPusher {
                     registry: Arc::clone(&registry),
@@ -232,6 +235,7 @@ impl Stack {
                 Deps {
                     connections: Arc::new(DynamoConnections::new(dynamo.clone(), &tables.connections)),
                     players: Arc::new(DynamoPlayers::new(dynamo.clone(), &tables.players)),
+                    parties: Arc::new(DynamoParties::new(dynamo.clone(), &tables)),
                     tickets: Arc::new(DynamoTickets::new(dynamo, &tables.tickets)),
                     matchmaker: Arc::new(GameLiftMatchmaker::new(gamelift::client(
                         &sdk_config,
@@ -464,6 +468,7 @@ fn local_environment(
         ("CONNECTIONS_TABLE", tables.connections.clone()),
         ("PLAYERS_TABLE", tables.players.clone()),
         ("TICKETS_TABLE", tables.tickets.clone()),
+        ("PARTIES_TABLE", tables.parties.clone()),
         ("MATCHMAKING_CONFIGURATION_NAME", config.configuration.name.clone()),
         ("CONNECTIONS_ENDPOINT", format!("http://{addr}/{}", config.stage)),
         ("GAMELIFT_ENDPOINT", format!("http://{addr}")),

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ports::{Clock, ConnectionPusher, ConnectionStore, Matchmaker, PlayerStore, TicketStore};
+use crate::ports::{Clock, ConnectionPusher, ConnectionStore, Matchmaker, PartyStore, PlayerStore, TicketStore};
 
 #[derive(Clone)]
 pub struct Deps {
     pub connections: Arc<dyn ConnectionStore>,
     pub players: Arc<dyn PlayerStore>,
     pub tickets: Arc<dyn TicketStore>,
+    pub parties: Arc<dyn PartyStore>,
     pub matchmaker: Arc<dyn Matchmaker>,
     pub pusher: Arc<dyn ConnectionPusher>,
     pub clock: Arc<dyn Clock>,

@@ -245,3 +245,105 @@ impl Clock for SystemClock {
         chrono::Utc::now().timestamp_millis()
     }
 }
+
+/// Most members a party can have: FlexMatch takes at most ten players in one matchmaking request.
+pub const MAX_PARTY_MEMBERS: usize = 10;
+
+/// One member of a party.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartyMember {
+    pub player_id: String,
+    /// When the member joined (epoch ms). Members are kept in joining order, so the first one
+    /// after the leader is the longest-standing.
+    pub joined_at: i64,
+    /// Set with `setReady`; the leader can only start matchmaking when every other member is ready.
+    pub ready: bool,
+    /// What the member reported with `setReady`: their own latencies go into the ticket.
+    #[serde(default)]
+    pub latency_in_ms: BTreeMap<String, u32>,
+    /// When the member's last connection went away (epoch ms). They keep their place for the
+    /// disconnect grace; a reconnect clears it.
+    #[serde(default)]
+    pub disconnected_at: Option<i64>,
+}
+
+/// A row of `Parties`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartyRecord {
+    pub party_id: String,
+    pub leader_id: String,
+    /// In joining order; never empty (the last member leaving deletes the party).
+    pub members: Vec<PartyMember>,
+    /// The code other players join with: unguessable, and admits nobody after `invite_expires_at`.
+    pub invite_code: String,
+    /// Epoch seconds.
+    pub invite_expires_at: i64,
+    /// The most members this party may hold, fixed when it was created.
+    pub max_members: usize,
+    /// The party's latest ticket; it is live while the ticket's status is not terminal.
+    #[serde(default)]
+    pub active_ticket_id: Option<String>,
+    /// Bumped by every write; writes are conditional on it.
+    pub version: u64,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+    /// Epoch seconds (DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+impl PartyRecord {
+    pub fn member(&self, player_id: &str) -> Option<&PartyMember> {
+        self.members.iter().find(|m| m.player_id == player_id)
+    }
+
+    pub fn is_member(&self, player_id: &str) -> bool {
+        self.member(player_id).is_some()
+    }
+}
+
+/// How a [`PartyChange`] writes the party row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartyWrite {
+    /// A new party: fails if the ID exists.
+    Create,
+    /// Only if the stored version is still this.
+    Replace { expected_version: u64 },
+    /// The last member left: only if the stored version is still this.
+    Delete { expected_version: u64 },
+}
+
+/// One membership change, written all or nothing: the party row and each moving player's
+/// party pointer. Conditions make racing changes safe: two joins of a full-but-one party both
+/// read version N, and only one write of version N+1 lands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartyChange {
+    /// The party as it is after the change (for `Delete`, as it was).
+    pub party: PartyRecord,
+    pub write: PartyWrite,
+    /// Players entering the party, each with the party pointer they had when it was read
+    /// (`None`, or a party that has since ended): it must still be that.
+    pub joining: Vec<(String, Option<String>)>,
+    /// Players leaving the party: their pointer must still be this party, and is cleared.
+    pub leaving: Vec<String>,
+}
+
+#[async_trait]
+pub trait PartyStore: Send + Sync {
+    /// The party, unless it is missing or past its TTL.
+    async fn get(&self, party_id: &str, now_ms: i64) -> Result<Option<PartyRecord>, StoreError>;
+    /// The live party whose invite code is `invite_code`, unless the code has expired.
+    async fn find_by_invite(&self, invite_code: &str, now_ms: i64) -> Result<Option<PartyRecord>, StoreError>;
+    /// The party the player's pointer names. It may have ended since (TTL) or, after a crash,
+    /// not list the player: callers check with `get`.
+    async fn party_of(&self, player_id: &str) -> Result<Option<String>, StoreError>;
+    /// Writes one membership change atomically; `ConditionFailed` if any condition fails, and
+    /// then nothing is written.
+    async fn apply(&self, change: &PartyChange) -> Result<(), StoreError>;
+    /// Counts one invite-code lookup by `connection_id` in the window that started at
+    /// `window_start_ms` (a later window starts the count over) and returns how many that window
+    /// holds now, so lookups can be limited per connection and codes cannot be enumerated. The
+    /// count lives with the connection's row and goes when it does.
+    async fn count_invite_lookup(&self, connection_id: &str, window_start_ms: i64) -> Result<u32, StoreError>;
+}

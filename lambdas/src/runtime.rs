@@ -3,7 +3,7 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `CONNECTIONS_TABLE`, `PLAYERS_TABLE`, `TICKETS_TABLE` | the DynamoDB tables |
+//! | `CONNECTIONS_TABLE`, `PLAYERS_TABLE`, `TICKETS_TABLE`, `PARTIES_TABLE` | the DynamoDB tables |
 //! | `MATCHMAKING_CONFIGURATION_NAME` | the FlexMatch configuration tickets start in |
 //! | `CONNECTIONS_ENDPOINT` | `https://{api}.execute-api.{region}.amazonaws.com/{stage}` for PostToConnection |
 //! | `DYNAMODB_ENDPOINT`, `GAMELIFT_ENDPOINT` | local endpoints (the local stack, DynamoDB Local); unset in AWS |
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::adapters::apigw::{self, ManagementApiPusher};
 use crate::adapters::dynamodb::{self, DynamoConnections, DynamoPlayers, DynamoTickets, Table, TableNames};
+use crate::adapters::dynamodb_parties::DynamoParties;
 use crate::adapters::gamelift::{self, GameLiftMatchmaker};
 use crate::ports::SystemClock;
 use crate::{Deps, Settings};
@@ -77,6 +78,7 @@ pub async fn deps_from_env() -> Result<Deps, ConfigError> {
     Ok(Deps {
         connections: Arc::new(DynamoConnections::new(dynamo.clone(), tables.name(Table::Connections))),
         players: Arc::new(DynamoPlayers::new(dynamo.clone(), tables.name(Table::Players))),
+        parties: Arc::new(DynamoParties::new(dynamo.clone(), &tables)),
         tickets: Arc::new(DynamoTickets::new(dynamo, tables.name(Table::Tickets))),
         matchmaker: Arc::new(GameLiftMatchmaker::new(gamelift)),
         pusher: Arc::new(ManagementApiPusher::new(apigw::client(&sdk_config, &endpoint))),

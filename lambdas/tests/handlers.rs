@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_lambda_events::sns::SnsEvent;
 use matchgate_lambdas::adapters::memory::{ManualClock, MemoryConnections, MemoryPlayers, MemoryTickets};
+use matchgate_lambdas::adapters::memory_parties::MemoryParties;
 use matchgate_lambdas::handlers;
 use matchgate_lambdas::ports::Clock;
 use matchgate_lambdas::ports::{
@@ -54,6 +55,7 @@ fn memory_deps(pusher: &Arc<Recorder>, clock: Arc<ManualClock>) -> Deps {
         connections: Arc::new(MemoryConnections::default()),
         players: Arc::new(MemoryPlayers::default()),
         tickets: Arc::new(MemoryTickets::default()),
+        parties: Arc::new(MemoryParties::default()),
         matchmaker: Arc::new(NoMatchmaker),
         pusher: pusher.clone(),
         clock,

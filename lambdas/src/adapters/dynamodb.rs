@@ -63,6 +63,15 @@ pub mod attr {
     pub const LAST_EVENT_AT: &str = "lastEventAt";
     pub const RESULTS: &str = "results";
     pub const APPLIED_EVENT_IDS: &str = "appliedEventIds";
+    /// The player's party (on `Players`), and the key of `Parties`.
+    pub const PARTY_ID: &str = "partyId";
+    /// Key of the `invite-codes` index of `Parties`.
+    pub const INVITE_CODE: &str = "inviteCode";
+    /// On a `Connections` row: the start (epoch ms) of the connection's invite-lookup window and
+    /// how many lookups it made in it.
+    pub const INVITE_LOOKUP_WINDOW: &str = "inviteLookupWindow";
+    pub const INVITE_LOOKUPS: &str = "inviteLookups";
+
     /// For each applied event, the events-handler invocation that applied it (a random token).
     pub const APPLIED_BY: &str = "appliedBy";
     /// Partition key of the sparse `open-tickets` index, present only while the ticket is live.
@@ -75,6 +84,8 @@ pub mod attr {
 
 /// The `open-tickets` index of `Tickets`.
 pub const OPEN_TICKETS_INDEX: &str = "open-tickets";
+/// The `invite-codes` index of `Parties`.
+pub const INVITE_CODES_INDEX: &str = "invite-codes";
 /// The `watchers` index of `Connections`.
 pub const WATCHERS_INDEX: &str = "watchers";
 /// The one `backstopShard` value. Every live ticket is in this index partition; at matchmaking's
@@ -82,12 +93,13 @@ pub const WATCHERS_INDEX: &str = "watchers";
 /// tickets over `open#0..n` later without a schema change.
 pub const BACKSTOP_SHARD: &str = "open";
 
-/// Which of the three tables.
+/// Which of the tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Connections,
     Players,
     Tickets,
+    Parties,
 }
 
 /// A key attribute's DynamoDB scalar type.
@@ -184,8 +196,16 @@ pub const TICKETS_SCHEMA: TableSchema = TableSchema {
     ttl_attribute: attr::EXPIRES_AT,
 };
 
-/// The three tables, in the template's order.
-pub const SCHEMAS: [TableSchema; 3] = [CONNECTIONS_SCHEMA, PLAYERS_SCHEMA, TICKETS_SCHEMA];
+pub const PARTIES_SCHEMA: TableSchema = TableSchema {
+    table: Table::Parties,
+    logical_id: "PartiesTable",
+    hash_key: s_key(attr::PARTY_ID),
+    indexes: &[IndexSchema { name: INVITE_CODES_INDEX, hash_key: s_key(attr::INVITE_CODE), range_key: None }],
+    ttl_attribute: attr::EXPIRES_AT,
+};
+
+/// The tables, in the template's order.
+pub const SCHEMAS: [TableSchema; 4] = [CONNECTIONS_SCHEMA, PLAYERS_SCHEMA, TICKETS_SCHEMA, PARTIES_SCHEMA];
 
 /// The physical table names (CloudFormation generates them; the Lambdas get them from the
 /// environment).
@@ -194,27 +214,31 @@ pub struct TableNames {
     pub connections: String,
     pub players: String,
     pub tickets: String,
+    pub parties: String,
 }
 
 impl TableNames {
-    /// `CONNECTIONS_TABLE`, `PLAYERS_TABLE` and `TICKETS_TABLE`, as the template sets them;
-    /// `Connections`, `Players` and `Tickets` where unset (DynamoDB Local).
+    /// `CONNECTIONS_TABLE`, `PLAYERS_TABLE`, `TICKETS_TABLE` and `PARTIES_TABLE`, as the
+    /// template sets them; `Connections`, `Players`, `Tickets` and `Parties` where unset
+    /// (DynamoDB Local).
     pub fn from_env() -> Self {
         let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         Self {
             connections: var("CONNECTIONS_TABLE", "Connections"),
             players: var("PLAYERS_TABLE", "Players"),
             tickets: var("TICKETS_TABLE", "Tickets"),
+            parties: var("PARTIES_TABLE", "Parties"),
         }
     }
 
-    /// `{prefix}Connections`, `{prefix}Players`, `{prefix}Tickets`: separate tables per test or
-    /// per local stack in one DynamoDB Local.
+    /// `{prefix}Connections`, `{prefix}Players`, `{prefix}Tickets`, `{prefix}Parties`: separate
+    /// tables per test or per local stack in one DynamoDB Local.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             connections: format!("{prefix}Connections"),
             players: format!("{prefix}Players"),
             tickets: format!("{prefix}Tickets"),
+            parties: format!("{prefix}Parties"),
         }
     }
 
@@ -223,6 +247,7 @@ impl TableNames {
             Table::Connections => &self.connections,
             Table::Players => &self.players,
             Table::Tickets => &self.tickets,
+            Table::Parties => &self.parties,
         }
     }
 }
@@ -232,7 +257,7 @@ impl TableNames {
 pub const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 const TABLE_ACTIVE_POLL: Duration = Duration::from_millis(500);
 
-/// Creates the three tables as the template defines them (keys, indexes, on-demand billing) and
+/// Creates the tables as the template defines them (keys, indexes, on-demand billing) and
 /// enables TTL on `expiresAt`. Idempotent: an existing table is left as it is (its schema is not
 /// checked) and TTL is only enabled where it is not yet. Point-in-time recovery and tags are the
 /// template's business, not this function's: DynamoDB Local has neither.
@@ -423,7 +448,12 @@ fn condition_held<T>(result: Result<T, StoreError>) -> Result<bool, StoreError> 
 }
 
 /// A strongly consistent GetItem of the item whose key attribute `key` is `value`.
-async fn consistent_get(client: &Client, table: &str, key: &str, value: &str) -> Result<Option<Item>, StoreError> {
+pub(crate) async fn consistent_get(
+    client: &Client,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<Option<Item>, StoreError> {
     let out = client
         .get_item()
         .table_name(table)
@@ -435,7 +465,7 @@ async fn consistent_get(client: &Client, table: &str, key: &str, value: &str) ->
     Ok(out.item)
 }
 
-fn store_error<E>(operation: &str, table: &str, err: E) -> StoreError
+pub(crate) fn store_error<E>(operation: &str, table: &str, err: E) -> StoreError
 where
     aws_sdk_dynamodb::Error: From<E>,
 {
@@ -445,7 +475,7 @@ where
     }
 }
 
-fn unavailable(operation: &str, table: &str, err: aws_sdk_dynamodb::Error) -> StoreError {
+pub(crate) fn unavailable(operation: &str, table: &str, err: aws_sdk_dynamodb::Error) -> StoreError {
     StoreError::Unavailable(format!("DynamoDB {operation} on {table}: {}", DisplayErrorContext(&err)))
 }
 
@@ -458,13 +488,13 @@ fn malformed(table: &str, name: &str, what: impl std::fmt::Display) -> StoreErro
 // Item encoding helpers
 // ------------------------------------------------------------------------------------------------
 
-type Item = HashMap<String, Av>;
+pub(crate) type Item = HashMap<String, Av>;
 
-fn s(value: impl Into<String>) -> Av {
+pub(crate) fn s(value: impl Into<String>) -> Av {
     Av::S(value.into())
 }
 
-fn n(value: impl ToString) -> Av {
+pub(crate) fn n(value: impl ToString) -> Av {
     Av::N(value.to_string())
 }
 

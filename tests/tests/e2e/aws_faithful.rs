@@ -356,6 +356,7 @@ except OSError:
         assert!(connections.starts_with("http://127.0.0.1:") && connections.ends_with("/local"), "{connections}");
         assert_eq!(env["CONNECTIONS_TABLE"], format!("{prefix}Connections"));
         assert_eq!(env["TICKETS_TABLE"], format!("{prefix}Tickets"));
+        assert_eq!(env["PARTIES_TABLE"], format!("{prefix}Parties"));
         assert_eq!(env["DYNAMODB_ENDPOINT"], dynamodb.endpoint.as_str());
         assert_eq!(env["AWS_REGION"], "us-east-1");
         assert_eq!(env["AWS_ACCESS_KEY_ID"], "matchgatelocal");

@@ -26,6 +26,7 @@ use matchgate_lambdas::adapters::dynamodb::{
     DynamoConnections, DynamoPlayers, DynamoTickets, TableNames, client_for_endpoint, create_tables,
 };
 use matchgate_lambdas::adapters::memory::{ManualClock, MemoryConnections, MemoryPlayers, MemoryTickets};
+use matchgate_lambdas::adapters::memory_parties::MemoryParties;
 use matchgate_lambdas::handlers::{self, MAX_TICKETS_PER_RUN};
 use matchgate_lambdas::ports::{
     Clock, ConnectionPusher, Matchmaker, MatchmakerError, PushError, StartMatchmakingRequest, StoreError,
@@ -458,6 +459,8 @@ impl Harness {
             connections,
             players,
             tickets,
+            // No test here forms a party; the in-memory store answers the handlers' party lookups.
+            parties: Arc::new(MemoryParties::default()),
             matchmaker: Arc::clone(&matchmaker) as Arc<dyn Matchmaker>,
             pusher: Arc::clone(&pusher) as Arc<dyn ConnectionPusher>,
             clock: Arc::clone(&clock) as Arc<dyn Clock>,

@@ -17,6 +17,7 @@ use matchgate_gateway::embedded::EmbeddedLambdas;
 use matchgate_gateway::issuer::DevIssuer;
 use matchgate_gateway::stack::{Functions, Stack, StackConfig};
 use matchgate_lambdas::adapters::memory::{MemoryConnections, MemoryPlayers, MemoryTickets};
+use matchgate_lambdas::adapters::memory_parties::MemoryParties;
 use matchgate_lambdas::adapters::{apigw, gamelift};
 use matchgate_lambdas::authorizer::Verifier;
 use matchgate_lambdas::ports::SystemClock;
@@ -97,6 +98,7 @@ async fn sdk_deps(stack: &Stack) -> Deps {
         connections: Arc::new(MemoryConnections::default()),
         players: Arc::new(MemoryPlayers::default()),
         tickets: Arc::new(MemoryTickets::default()),
+        parties: Arc::new(MemoryParties::default()),
         matchmaker: Arc::new(gamelift::GameLiftMatchmaker::new(gamelift::client(
             &sdk_config,
             Some(&format!("http://{}", stack.addr)),

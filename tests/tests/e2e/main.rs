@@ -13,6 +13,7 @@ mod gamelift_api;
 mod invoke_api;
 mod limits;
 mod local_stack;
+mod party_conformance;
 mod template;
 mod template_routes;
 mod template_stack;

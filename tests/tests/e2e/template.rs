@@ -220,6 +220,7 @@ fn functions_get_the_environment_the_lambdas_read() {
         assert_eq!(var("CONNECTIONS_TABLE"), tables["ConnectionsTable"].table_name, "{id}");
         assert_eq!(var("PLAYERS_TABLE"), tables["PlayersTable"].table_name, "{id}");
         assert_eq!(var("TICKETS_TABLE"), tables["TicketsTable"].table_name, "{id}");
+        assert_eq!(var("PARTIES_TABLE"), tables["PartiesTable"].table_name, "{id}");
         assert_eq!(var("RUST_LOG"), "info", "{id}");
         assert_eq!(
             var("CONNECTIONS_ENDPOINT"),
