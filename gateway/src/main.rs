@@ -203,6 +203,17 @@ struct UpArgs {
     /// http://127.0.0.1:9000).
     #[arg(long)]
     lambda_endpoint: Option<String>,
+    /// With --lambdas: most function instances running at once, all functions together (the
+    /// account's concurrency). Functions with ReservedConcurrentExecutions take theirs from it.
+    #[arg(long, default_value_t = matchgate_gateway::lambda::DEFAULT_ACCOUNT_CONCURRENCY)]
+    account_concurrency: usize,
+    /// With --lambdas: most instances of one function without ReservedConcurrentExecutions
+    /// (default: the account's concurrency). Past its limit a client's request is throttled.
+    #[arg(long)]
+    function_concurrency: Option<usize>,
+    /// With --lambdas: seconds an idle function instance stays warm before it is stopped.
+    #[arg(long, default_value_t = matchgate_gateway::lambda::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    lambda_idle_timeout: u64,
 }
 
 impl UpArgs {
@@ -238,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Up(args)) => up(args).await,
+        Some(Command::Up(args)) => Box::pin(up(args)).await,
         Some(Command::Token { player, role, ttl, state_dir }) => {
             let issuer = matchgate_gateway::issuer::DevIssuer::load_or_create(&state_dir)?;
             println!("{}", issuer.mint(&player, &role, ttl)?);
@@ -247,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Bench(Bench::Idle { connections })) => matchgate_gateway::bench::idle(connections, None).await,
         Some(Command::Bench(Bench::Flexmatch { pools })) => matchgate_gateway::bench::flexmatch(&pools),
         Some(Command::Bench(Bench::E2e { players })) => matchgate_gateway::bench::e2e(players).await,
-        None => up(cli.up).await,
+        None => Box::pin(up(cli.up)).await,
     }
 }
 
@@ -295,6 +306,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.limits = args.limits();
     config.dynamodb_endpoint = args.dynamodb_endpoint.clone();
     config.table_prefix = args.table_prefix.clone();
+    config.concurrency = matchgate_gateway::lambda::Concurrency {
+        account: args.account_concurrency,
+        function: args.function_concurrency.unwrap_or(args.account_concurrency),
+        idle_timeout: Duration::from_secs(args.lambda_idle_timeout),
+    };
     config.functions = match (&args.lambdas, &args.lambda_endpoint) {
         (Some(dir), _) => Functions::Binaries(dir.clone()),
         (None, Some(endpoint)) => Functions::InvokeApi(endpoint.clone()),

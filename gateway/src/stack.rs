@@ -26,7 +26,9 @@ use matchgate_lambdas::adapters::memory_parties::MemoryParties;
 use crate::apigw::{self, ApiGateway, AuthMode, ConnectAuthorizer, Integration, Limits, Registry};
 use crate::embedded::{EmbeddedLambdas, RegistryPusher};
 use crate::gamelift::{Fleet, FleetConfig, LocalFlexMatch, MatchmakingConfiguration, sns};
-use crate::lambda::{DEFAULT_FUNCTION_TIMEOUT, FunctionSettings, InvokeApi, LambdaHost, default_function_map};
+use crate::lambda::{
+    Concurrency, DEFAULT_FUNCTION_TIMEOUT, FunctionSettings, InvokeApi, LambdaHost, default_function_map,
+};
 
 /// The rule set `matchgate up` loads when none is given: the one `infra/` deploys.
 pub const DEFAULT_RULE_SET: &str = include_str!("../../infra/flexmatch/ruleset.json");
@@ -73,6 +75,10 @@ pub struct StackConfig {
     /// AWS, which `--lambdas` gives it too (pointed at the local stack) and `--lambda-endpoint`
     /// times it by.
     pub template_functions: BTreeMap<String, crate::template::FunctionInfo>,
+    /// How far the function binaries scale out (`--lambdas`): the account's and each function's
+    /// concurrency, and how long idle instances stay warm. A function's
+    /// `ReservedConcurrentExecutions` in the template overrides the per-function limit.
+    pub concurrency: Concurrency,
 }
 
 /// Template parameters the local stack sets unless told otherwise: it places matches on its
@@ -154,6 +160,7 @@ impl Default for StackConfig {
             function_map: default_function_map(),
             function_timeout: DEFAULT_FUNCTION_TIMEOUT,
             template_functions: BTreeMap::new(),
+            concurrency: Concurrency::default(),
         }
     }
 }
@@ -279,7 +286,7 @@ impl Stack {
                 let internal = TcpListener::bind("127.0.0.1:0").await?;
                 let settings = function_settings(&config, &function_map, internal.local_addr()?, endpoint, &tables);
                 internal_listener = Some(internal);
-                let host = Arc::new(LambdaHost::start(dir, function_map.clone(), &settings).await?);
+                let host = Arc::new(LambdaHost::start(dir, function_map.clone(), &settings, config.concurrency).await?);
                 lambda_host = Some(Arc::clone(&host));
                 host
             }
@@ -448,6 +455,11 @@ fn function_settings(
             let settings = FunctionSettings {
                 environment,
                 timeout: function_timeout(config, name),
+                reserved_concurrency: config
+                    .template_functions
+                    .get(name)
+                    .and_then(|f| f.reserved_concurrency)
+                    .map(|n| n as usize),
                 ..FunctionSettings::default()
             };
             (name.clone(), settings)

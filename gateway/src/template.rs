@@ -123,6 +123,8 @@ pub struct FunctionInfo {
     /// `Timeout` in seconds: the function's, else `Globals.Function`'s, else SAM's default
     /// ([`SAM_DEFAULT_TIMEOUT_SECONDS`]).
     pub timeout_seconds: u32,
+    /// `ReservedConcurrentExecutions`: the most instances of the function that run at once.
+    pub reserved_concurrency: Option<u32>,
     /// The SAM event source types (`SNS`, `Schedule`, ...), by event name.
     pub events: Vec<String>,
 }
@@ -955,7 +957,11 @@ impl<'d> Template<'d> {
             if timeout_seconds == 0 || timeout_seconds > 900 {
                 return Err(invalid(&format!("Resources.{id}.Properties.Timeout"), "Lambda allows 1 to 900 seconds"));
             }
-            functions.insert(id.to_owned(), FunctionInfo { binary, environment, timeout_seconds, events });
+            let reserved_concurrency = self.number(id, function, "ReservedConcurrentExecutions")?;
+            functions.insert(
+                id.to_owned(),
+                FunctionInfo { binary, environment, timeout_seconds, reserved_concurrency, events },
+            );
         }
         Ok(functions)
     }

@@ -104,6 +104,10 @@ pub enum IntegrationError {
     /// The function could not be reached or did not answer in time.
     #[error("the function is unavailable: {0}")]
     Unavailable(String),
+    /// The function is at its concurrency limit: Lambda's `429 TooManyRequestsException`, which
+    /// API Gateway answers like any integration failure (`Internal server error`).
+    #[error("the function is throttled: {0}")]
+    Throttled(String),
 }
 
 /// How `$connect` requests are authorized.

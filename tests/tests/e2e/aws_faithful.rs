@@ -242,7 +242,9 @@ async fn a_stuck_function_times_out_is_restarted_and_cannot_hang_the_gateway() -
         dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
         table_prefix: format!("stuck{}", std::process::id()),
         functions: Functions::Binaries(dir.clone()),
-        function_timeout: std::time::Duration::from_millis(500),
+        // Short for the stuck mg-ping to overrun, long enough for a fresh instance's first
+        // DynamoDB Local calls (each function starts on its first invocation, as in Lambda).
+        function_timeout: std::time::Duration::from_secs(3),
         ..quiet_config()
     };
     let stack = start_stack_with(config).await?;
