@@ -1,12 +1,13 @@
-//! Out of file descriptors, the gateway refuses new sockets cleanly and keeps serving the open
-//! ones. `matchgate up` runs as a child process with a small open-file limit (`ulimit -n`), so
-//! the exhaustion is real and bounded.
+//! Out of file descriptors, the gateway refuses new sockets cleanly, each with an HTTP `503`
+//! before the upgrade, keeps serving the open ones, and accepts again once some close.
+//! `matchgate up` runs as a child process with a small open-file limit (`ulimit -n`), so the
+//! exhaustion is real and bounded.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 /// Small enough to exhaust with a few dozen sockets, large enough for the runtime's own files.
 const OPEN_FILE_LIMIT: u32 = 64;
@@ -48,7 +49,12 @@ async fn without_descriptors_new_sockets_are_refused_and_open_ones_carry_on() ->
     for n in 1..(OPEN_FILE_LIMIT as usize * 2) {
         match tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url(n))).await {
             Ok(Ok((s, _))) => open.push(s),
-            Ok(Err(_)) | Err(_) => refused += 1,
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                assert_eq!(response.status(), 503, "a refused socket is answered 503 before the upgrade");
+                refused += 1;
+            }
+            Ok(Err(e)) => panic!("socket {n} was refused without an HTTP status: {e}"),
+            Err(_) => panic!("socket {n} was left hanging instead of refused"),
         }
     }
     assert!(refused > 0, "with {OPEN_FILE_LIMIT} descriptors some of {} sockets are refused", OPEN_FILE_LIMIT * 2);

@@ -3,8 +3,9 @@
 //! - a cap on open connections: past it, a new socket gets a plain `503` and is closed, and the
 //!   open ones carry on;
 //! - running out of file descriptors (`EMFILE`/`ENFILE`) does not stall the loop or touch the
-//!   open connections: a spare descriptor is given up for a moment to accept the waiting socket
-//!   and close it at once, so the client is refused instead of left hanging;
+//!   open connections: a reserve of spare descriptors ([`RESERVED_DESCRIPTORS`]) is given up,
+//!   one per waiting socket, to accept it and answer the same `503`, so the client is refused
+//!   with a status instead of left hanging or reset;
 //! - a handshake deadline: a connection that has not completed a request in time (a slow or
 //!   half-sent handshake) is closed. Once upgraded to a WebSocket, the connection's own idle
 //!   and maximum durations take over.
@@ -30,6 +31,13 @@ use tokio::time::{Instant, Sleep};
 /// After a response, how long an HTTP keep-alive connection may sit before its next request.
 const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
+/// Descriptors held back for refusing sockets when the process is out of them: as many refusals
+/// can be in flight at once.
+pub const RESERVED_DESCRIPTORS: usize = 8;
+/// How long a refused socket is given to send its request, so that closing it after the `503`
+/// does not reset the connection (which would lose the response) while its request is unread.
+const REFUSAL_DRAIN: Duration = Duration::from_millis(500);
+
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
 content-length: 45\r\nconnection: close\r\n\r\n{\"message\":\"too many connections, try later\"}";
 
@@ -39,7 +47,7 @@ pub struct GuardedListener {
     permits: Arc<Semaphore>,
     handshake_timeout: Duration,
     /// Held open so that, out of descriptors, one can be freed to accept and refuse a socket.
-    spare: Option<std::fs::File>,
+    spares: Vec<std::fs::File>,
 }
 
 impl GuardedListener {
@@ -48,22 +56,55 @@ impl GuardedListener {
             inner,
             permits: Arc::new(Semaphore::new(max_connections)),
             handshake_timeout,
-            spare: std::fs::File::open("/dev/null").ok(),
+            spares: reserve(Vec::new()),
         }
+    }
+
+    /// Tops the reserve up; whether it is full.
+    fn reserve_full(&mut self) -> bool {
+        if self.spares.len() < RESERVED_DESCRIPTORS {
+            self.spares = reserve(std::mem::take(&mut self.spares));
+        }
+        self.spares.len() == RESERVED_DESCRIPTORS
     }
 
     async fn refuse_without_descriptors(&mut self) {
         tracing::warn!("out of file descriptors: refusing a new connection; open ones are unaffected");
-        self.spare = None;
-        if let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(50), self.inner.accept()).await {
-            drop(stream);
+        // Descriptors freed since (refusals done, connections closed) go back to the reserve.
+        self.spares = reserve(std::mem::take(&mut self.spares));
+        if self.spares.pop().is_none() {
+            // Every spare is busy refusing: wait for one rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return;
         }
-        self.spare = std::fs::File::open("/dev/null").ok();
-        if self.spare.is_none() {
-            // Nothing to give up: wait for connections to close rather than spin.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(50), self.inner.accept()).await {
+            tokio::spawn(refuse(stream));
         }
     }
+}
+
+/// Tops the reserve of spare descriptors up to [`RESERVED_DESCRIPTORS`], as far as the
+/// process's limit allows.
+fn reserve(mut spares: Vec<std::fs::File>) -> Vec<std::fs::File> {
+    while spares.len() < RESERVED_DESCRIPTORS {
+        match std::fs::File::open("/dev/null") {
+            Ok(spare) => spares.push(spare),
+            Err(_) => break,
+        }
+    }
+    spares
+}
+
+/// Answers a socket the gateway will not serve with `503` and closes it cleanly: its request is
+/// read first (up to [`REFUSAL_DRAIN`]), because closing a socket with unread data resets it and
+/// the client could lose the response.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSAL)).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, drain).await;
 }
 
 fn out_of_descriptors(e: &io::Error) -> bool {
@@ -78,6 +119,12 @@ impl Listener for GuardedListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.inner.accept().await {
+                // The reserve is topped up first: a descriptor freed since goes back to it
+                // before a new connection may keep one. Short of it, the socket is refused.
+                Ok((stream, addr)) if !self.reserve_full() => {
+                    tracing::warn!(%addr, "out of file descriptors: refusing a new connection; open ones are unaffected");
+                    tokio::spawn(refuse(stream));
+                }
                 Ok((stream, addr)) => match Arc::clone(&self.permits).try_acquire_owned() {
                     Ok(permit) => {
                         let _ = stream.set_nodelay(true);
@@ -85,10 +132,7 @@ impl Listener for GuardedListener {
                     }
                     Err(_) => {
                         tracing::warn!(%addr, "connection cap reached; refusing");
-                        tokio::spawn(async move {
-                            let mut stream = stream;
-                            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSAL)).await;
-                        });
+                        tokio::spawn(refuse(stream));
                     }
                 },
                 Err(e) if out_of_descriptors(&e) => self.refuse_without_descriptors().await,
