@@ -9,6 +9,7 @@ pub mod bench;
 pub mod embedded;
 pub mod gamelift;
 pub mod issuer;
+pub mod lab;
 pub mod lambda;
 pub mod matchmaker;
 pub mod players;

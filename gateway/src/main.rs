@@ -37,6 +37,8 @@ enum Command {
         #[arg(long, default_value = matchgate_gateway::issuer::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Simulate a player population or a recording against a rule set, on a virtual clock.
+    Simulate(matchgate_gateway::lab::cli::SimulateArgs),
     /// Measure: idle connection memory, the FlexMatch engine, end-to-end latency.
     #[command(subcommand)]
     Bench(Bench),
@@ -214,6 +216,10 @@ struct UpArgs {
     /// With --lambdas: seconds an idle function instance stays warm before it is stopped.
     #[arg(long, default_value_t = matchgate_gateway::lambda::DEFAULT_IDLE_TIMEOUT.as_secs())]
     lambda_idle_timeout: u64,
+    /// Append every StartMatchmaking the stack receives to FILE as JSON Lines, for
+    /// `matchgate simulate --replay`.
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 impl UpArgs {
@@ -258,7 +264,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Bench(Bench::Idle { connections })) => matchgate_gateway::bench::idle(connections, None).await,
         Some(Command::Bench(Bench::Flexmatch { pools })) => matchgate_gateway::bench::flexmatch(&pools),
         Some(Command::Bench(Bench::E2e { players })) => matchgate_gateway::bench::e2e(players).await,
-        None => Box::pin(up(cli.up)).await,
+        Some(Command::Simulate(args)) => Ok(matchgate_gateway::lab::cli::simulate(&args)?),
+                None => Box::pin(up(cli.up)).await,
     }
 }
 
@@ -321,6 +328,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
     let stack = Stack::start(config, listener).await?;
+    if let Some(path) = &args.record {
+        stack.engine.observe(std::sync::Arc::new(matchgate_gateway::lab::recording::Recorder::create(path)?));
+    }
     println!("matchgate local stack");
     println!("  WebSocket API   {}", stack.websocket_url());
     println!("  @connections    {}/@connections/{{connectionId}}", stack.connections_endpoint());

@@ -14,6 +14,7 @@ mod invoke_api;
 mod limits;
 mod local_stack;
 mod party_conformance;
+mod rule_set_lab;
 mod template;
 mod template_routes;
 mod template_stack;

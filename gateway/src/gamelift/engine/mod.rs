@@ -103,6 +103,13 @@ impl GameLiftError {
     }
 }
 
+/// Told of every StartMatchmaking and StopMatchmaking the engine receives, before it acts on
+/// them: the rule-set lab's recorder and shadow rule set watch live traffic this way.
+pub trait TicketObserver: Send + Sync + std::fmt::Debug {
+    fn started(&self, request: &StartMatchmakingRequest, now_ms: i64);
+    fn stopped(&self, _ticket_id: &str, _now_ms: i64) {}
+}
+
 /// FlexMatch, locally. Safe to share; every operation is short and never awaits under its lock.
 pub struct LocalFlexMatch {
     state: Mutex<EngineState>,
@@ -112,6 +119,7 @@ pub struct LocalFlexMatch {
     clock: Arc<dyn Clock>,
     events: mpsc::UnboundedSender<MatchmakingEvent>,
     wake: Notify,
+    observers: std::sync::RwLock<Vec<Arc<dyn TicketObserver>>>,
 }
 
 impl std::fmt::Debug for LocalFlexMatch {
@@ -136,7 +144,17 @@ impl LocalFlexMatch {
             clock,
             events,
             wake: Notify::new(),
+            observers: std::sync::RwLock::default(),
         }
+    }
+
+    /// Adds an observer of every StartMatchmaking and StopMatchmaking from now on.
+    pub fn observe(&self, observer: Arc<dyn TicketObserver>) {
+        self.observers.write().unwrap_or_else(|p| p.into_inner()).push(observer);
+    }
+
+    fn observers(&self) -> Vec<Arc<dyn TicketObserver>> {
+        self.observers.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {

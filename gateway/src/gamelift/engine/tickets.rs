@@ -6,6 +6,9 @@ use super::*;
 impl LocalFlexMatch {
     /// StartMatchmaking.
     pub fn start(&self, request: StartMatchmakingRequest) -> Result<(), GameLiftError> {
+        for observer in self.observers() {
+            observer.started(&request, self.clock.now_ms());
+        }
         if request.players.is_empty() || request.players.len() > MAX_PLAYERS_PER_TICKET {
             return Err(GameLiftError::InvalidRequest(format!("A ticket holds 1 to {MAX_PLAYERS_PER_TICKET} players")));
         }
@@ -61,6 +64,9 @@ impl LocalFlexMatch {
     /// ticket changes nothing.
     pub fn stop(&self, ticket_id: &str) -> Result<(), GameLiftError> {
         let now = self.clock.now_ms();
+        for observer in self.observers() {
+            observer.stopped(ticket_id, now);
+        }
         let mut state = self.lock();
         let ticket = state
             .tickets
