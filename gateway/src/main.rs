@@ -39,6 +39,8 @@ enum Command {
     },
     /// Simulate a player population or a recording against a rule set, on a virtual clock.
     Simulate(matchgate_gateway::lab::cli::SimulateArgs),
+    /// Run sample tickets through a rule set and check which match together and which must not.
+    TestRules(matchgate_gateway::lab::cli::TestRulesArgs),
     /// Measure: idle connection memory, the FlexMatch engine, end-to-end latency.
     #[command(subcommand)]
     Bench(Bench),
@@ -55,6 +57,15 @@ enum Bench {
     Flexmatch {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         pools: Vec<usize>,
+    },
+    /// The rule-set lab's simulator: simulated seconds per wall-clock second.
+    Simulate {
+        /// Simulated seconds of arrivals.
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+        /// Tickets per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
     },
     /// Request → MatchmakingSucceeded latency through the local stack.
     E2e {
@@ -263,9 +274,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Bench(Bench::Idle { connections })) => matchgate_gateway::bench::idle(connections, None).await,
         Some(Command::Bench(Bench::Flexmatch { pools })) => matchgate_gateway::bench::flexmatch(&pools),
+        Some(Command::Bench(Bench::Simulate { seconds, rate })) => {
+            Ok(matchgate_gateway::lab::bench::simulate(seconds, rate)?)
+        }
         Some(Command::Bench(Bench::E2e { players })) => matchgate_gateway::bench::e2e(players).await,
         Some(Command::Simulate(args)) => Ok(matchgate_gateway::lab::cli::simulate(&args)?),
-                None => Box::pin(up(cli.up)).await,
+        Some(Command::TestRules(args)) => Ok(matchgate_gateway::lab::cli::test_rules(&args)?),
+        None => Box::pin(up(cli.up)).await,
     }
 }
 

@@ -55,10 +55,7 @@ impl Blocking {
     pub fn new(body: &str) -> Self {
         let Ok(rule_set) = RuleSet::parse(body) else { return Self::default() };
         let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let variants = rule_set
-            .rule_names()
-            .filter_map(|name| Some((name.to_owned(), RuleSet::parse(&without_rule(&json, name)?).ok()?)))
-            .collect();
+        let variants = rule_variants(&rule_set, &json);
         let mut step_waits: Vec<u64> = json["expansions"]
             .as_array()
             .into_iter()
@@ -121,6 +118,14 @@ impl Blocking {
             self.tally.no_single_rule += 1;
         }
     }
+}
+
+/// Each rule that can be left out alone, with the rule set without it.
+pub fn rule_variants(rule_set: &RuleSet, json: &Value) -> Vec<(String, RuleSet)> {
+    rule_set
+        .rule_names()
+        .filter_map(|name| Some((name.to_owned(), RuleSet::parse(&without_rule(json, name)?).ok()?)))
+        .collect()
 }
 
 /// The rule set body without rule `name` and the expansions that target it; `None` when a

@@ -197,3 +197,36 @@ pub fn simulate(args: &SimulateArgs) -> Result<(), LabError> {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct TestRulesArgs {
+    /// FlexMatch rule set JSON.
+    pub ruleset: PathBuf,
+    /// Sample tickets and the expected outcome (JSON; see docs/rule-set-lab.md).
+    pub samples: PathBuf,
+    /// The SAM template whose matchmaking configuration (request timeout) to use
+    /// [default: infra/template.yaml when it exists, else the built-in configuration].
+    #[arg(long)]
+    pub template: Option<PathBuf>,
+}
+
+/// Runs `matchgate test-rules`; a failed expectation is an error (non-zero exit).
+pub fn test_rules(args: &TestRulesArgs) -> Result<(), LabError> {
+    let name = args.ruleset.display().to_string();
+    let body = read_file(&args.ruleset)?;
+    let rule_set = parse_rule_set(&name, &body)?;
+    let samples = super::test_rules::Samples::parse(&args.samples.display().to_string(), &read_file(&args.samples)?)?;
+    let (configuration, _) = template_setup(args.template.as_deref())?;
+    let verdicts = super::test_rules::run(&body, &rule_set, configuration, &samples)?;
+    let mut out = String::new();
+    for v in &verdicts {
+        out.push_str(&format!("{}  {}: {}\n", if v.passed { "PASS" } else { "FAIL" }, v.name, v.explanation));
+    }
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    out.push_str(&format!("{} passed, {failed} failed\n", verdicts.len() - failed));
+    write_stdout(&out)?;
+    if failed > 0 {
+        return Err(LabError::Expectations(failed, verdicts.len()));
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! [`population`] or a [`recording`] of real traffic. [`report`] turns what the engine published
 //! into wait times and match quality, [`html`] draws it, [`gate`] fails CI on a threshold.
 
+pub mod bench;
 pub mod blocking;
 pub mod cli;
 pub mod gate;
@@ -14,6 +15,7 @@ pub mod population;
 pub mod recording;
 pub mod report;
 pub mod simulator;
+pub mod test_rules;
 
 use matchgate_protocol::gamelift::Player;
 
@@ -42,6 +44,8 @@ pub enum LabError {
     Usage(String),
     #[error("{0} of {1} thresholds failed")]
     Gate(usize, usize),
+    #[error("{0} of {1} expectations failed")]
+    Expectations(usize, usize),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
