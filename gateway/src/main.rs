@@ -231,6 +231,10 @@ struct UpArgs {
     /// `matchgate simulate --replay`.
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Evaluate a second FlexMatch rule set on the same live traffic without affecting any
+    /// player; both side by side at GET /lab/shadow and in the log.
+    #[arg(long)]
+    shadow_rule_set: Option<PathBuf>,
 }
 
 impl UpArgs {
@@ -317,6 +321,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.ruleset {
         config.rule_set_body =
             std::fs::read_to_string(path).with_context(|| format!("reading the rule set {}", path.display()))?;
+    }
+    if let Some(path) = &args.shadow_rule_set {
+        config.shadow_rule_set =
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading the rule set {}", path.display()))?);
     }
     if let Some(path) = &args.players {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -75,6 +75,9 @@ pub struct StackConfig {
     /// AWS, which `--lambdas` gives it too (pointed at the local stack) and `--lambda-endpoint`
     /// times it by.
     pub template_functions: BTreeMap<String, crate::template::FunctionInfo>,
+    /// A second rule set evaluated on the same traffic without affecting any player; both
+    /// side by side at `GET /lab/shadow` (the rule-set lab).
+    pub shadow_rule_set: Option<String>,
     /// How far the function binaries scale out (`--lambdas`): the account's and each function's
     /// concurrency, and how long idle instances stay warm. A function's
     /// `ReservedConcurrentExecutions` in the template overrides the per-function limit.
@@ -160,6 +163,7 @@ impl Default for StackConfig {
             function_map: default_function_map(),
             function_timeout: DEFAULT_FUNCTION_TIMEOUT,
             template_functions: BTreeMap::new(),
+            shadow_rule_set: None,
             concurrency: Concurrency::default(),
         }
     }
@@ -177,6 +181,8 @@ pub enum StackError {
     Template(String),
     #[error("running the built Lambda binaries needs --dynamodb-endpoint: they keep their state in DynamoDB")]
     FunctionsNeedDynamoDb,
+    #[error("the shadow rule set: {0}")]
+    Shadow(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -320,6 +326,20 @@ impl Stack {
             .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));
         let mut tasks = tasks;
+        let app = match &config.shadow_rule_set {
+            Some(body) => {
+                let (shadow, shadow_tasks) = crate::lab::shadow::Shadow::start(
+                    &engine,
+                    &config.configuration,
+                    body,
+                    config.matchmaking_interval,
+                )
+                .map_err(|e| StackError::Shadow(e.to_string()))?;
+                tasks.extend(shadow_tasks);
+                app.merge(crate::lab::shadow::routes(shadow))
+            }
+            None => app,
+        };
         if let Some(internal) = internal_listener {
             let internal_app = Router::new()
                 .route(crate::issuer::JWKS_PATH, jwks_route)

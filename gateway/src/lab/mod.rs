@@ -14,6 +14,7 @@ pub mod html;
 pub mod population;
 pub mod recording;
 pub mod report;
+pub mod shadow;
 pub mod simulator;
 pub mod test_rules;
 

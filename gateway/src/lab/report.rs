@@ -135,7 +135,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn waits(mut ms: Vec<u64>) -> Waits {
+pub(crate) fn waits(mut ms: Vec<u64>) -> Waits {
     ms.sort_unstable();
     let s: Vec<f64> = ms.iter().map(|&m| m as f64 / 1000.0).collect();
     Waits {

@@ -88,3 +88,65 @@ async fn a_replayed_recording_forms_the_matches_the_stack_formed() -> anyhow::Re
     assert_eq!(outcome, Some(simulator::Outcome::TimedOut));
     Ok(())
 }
+
+/// `GET path` on the stack, the body as JSON.
+async fn get_json(stack: &matchgate_gateway::stack::Stack, path: &str) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(stack.addr).await?;
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no body: {response}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Polls `GET /lab/shadow` until `done` holds (the follower reads both engines every second).
+async fn shadow_until(
+    stack: &matchgate_gateway::stack::Stack,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    for _ in 0..600 {
+        let view = get_json(stack, "/lab/shadow").await?;
+        if done(&view) {
+            return Ok(view);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the shadow view never got there: {}", get_json(stack, "/lab/shadow").await?)
+}
+
+#[tokio::test]
+async fn a_shadow_rule_set_sees_the_live_traffic_and_changes_nothing_for_players() -> anyhow::Result<()> {
+    // Live: duels. Shadow: 2v2, so two players are not enough for it.
+    let config = matchgate_gateway::stack::StackConfig {
+        rule_set_body: matchgate_tests::teams_rule_set(1),
+        shadow_rule_set: Some(matchgate_tests::teams_rule_set(2)),
+        matchmaking_interval: std::time::Duration::from_millis(100),
+        ..matchgate_tests::quiet_config()
+    };
+    let stack = matchgate_tests::start_stack_with(config).await?;
+    let gl = sdk(&stack);
+    let start = |i: usize| {
+        gl.start_matchmaking()
+            .configuration_name(&stack.configuration.name)
+            .ticket_id(format!("s{i}"))
+            .players(Player::builder().player_id(format!("p{i}")).build())
+            .send()
+    };
+    start(0).await?;
+    start(1).await?;
+    let view = shadow_until(&stack, |v| v["live"]["matched"] == 2).await?;
+    assert_eq!(view["shadow"]["matched"], 0, "{view}");
+    assert_eq!(view["shadow"]["searching"], 2, "{view}");
+    // The players got their duel, exactly as without a shadow.
+    let described = stack.engine.describe(&["s0".into(), "s1".into()])?;
+    assert!(described.iter().all(|t| t.status == matchgate_protocol::TicketStatus::Completed), "{described:?}");
+    start(2).await?;
+    start(3).await?;
+    let view = shadow_until(&stack, |v| v["live"]["matched"] == 4 && v["shadow"]["matched"] == 4).await?;
+    assert_eq!(view["live"]["tickets"], 4, "{view}");
+    assert_eq!(view["shadow"]["searching"], 0, "{view}");
+    stack.shutdown().await;
+    Ok(())
+}
