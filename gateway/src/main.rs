@@ -73,6 +73,39 @@ enum Bench {
         #[arg(long, default_value_t = 1_000)]
         players: usize,
     },
+    /// Hold N connections: connect rate, handshake p50/p99, memory per connection, failed
+    /// $disconnects when they all close.
+    Connections {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        #[command(flatten)]
+        target: matchgate_gateway::bench::LoadTarget,
+    },
+    /// Round trips: ping → Pong and @connections POST → frame.
+    Push {
+        /// Requests in flight at once, one per connection (each measured in turn).
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        in_flight: Vec<usize>,
+        /// Round trips per measurement.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[command(flatten)]
+        target: matchgate_gateway::bench::LoadTarget,
+    },
+    /// Each Lambda bootstrap's size and init time (process start to its first Runtime API poll).
+    Lambdas {
+        /// Where the built binaries are, e.g. target/lambda or target/release.
+        #[arg(long, default_value = "target/debug")]
+        dir: PathBuf,
+        /// Instances started per function.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -284,6 +317,15 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Bench(Bench::E2e { players })) => matchgate_gateway::bench::e2e(players).await,
         Some(Command::Simulate(args)) => Ok(matchgate_gateway::lab::cli::simulate(&args)?),
         Some(Command::TestRules(args)) => Ok(matchgate_gateway::lab::cli::test_rules(&args)?),
+        Some(Command::Bench(Bench::Connections { connections, in_flight, target })) => {
+            Box::pin(matchgate_gateway::bench::connections(connections, in_flight, target)).await
+        }
+        Some(Command::Bench(Bench::Push { in_flight, messages, target })) => {
+            Box::pin(matchgate_gateway::bench::push(&in_flight, messages, target)).await
+        }
+        Some(Command::Bench(Bench::Lambdas { dir, runs, json })) => {
+            Box::pin(matchgate_gateway::bench::lambdas(&dir, runs, json)).await
+        }
         None => Box::pin(up(cli.up)).await,
     }
 }

@@ -255,16 +255,21 @@ impl Function {
     /// Starts instances while invocations wait for one and the function is under its limit.
     fn scale(self: &Arc<Self>, pool: &mut Pool) {
         while pool.waiting > pool.free() && pool.instances.len() < self.capacity.limit {
-            let id = pool.next_id;
-            pool.next_id += 1;
-            pool.instances.insert(id, Slot::Free);
-            let backoff = match pool.init_failures {
-                0 => Duration::ZERO,
-                n => (RESTART_BACKOFF.0 * 2u32.saturating_pow(n - 1)).min(RESTART_BACKOFF.1),
-            };
-            let task = tokio::spawn(run_instance(Arc::clone(self), id, backoff));
-            self.tasks.insert(id, task.abort_handle());
+            self.start_instance(pool);
         }
+    }
+
+    /// Starts one more instance (backing off after failed inits).
+    fn start_instance(self: &Arc<Self>, pool: &mut Pool) {
+        let id = pool.next_id;
+        pool.next_id += 1;
+        pool.instances.insert(id, Slot::Free);
+        let backoff = match pool.init_failures {
+            0 => Duration::ZERO,
+            n => (RESTART_BACKOFF.0 * 2u32.saturating_pow(n - 1)).min(RESTART_BACKOFF.1),
+        };
+        let task = tokio::spawn(run_instance(Arc::clone(self), id, backoff));
+        self.tasks.insert(id, task.abort_handle());
     }
 
     /// Removes idle instance `id` unless the invocations waiting need it.
@@ -538,9 +543,7 @@ impl LambdaHost {
             if pool.instances.len() >= function.capacity.limit {
                 return Err(IntegrationError::Throttled(format!("{name} is at its concurrency limit")));
             }
-            pool.waiting += 1;
-            function.scale(&mut pool);
-            pool.waiting -= 1;
+            function.start_instance(&mut pool);
         }
         let deadline = Instant::now() + INIT_TIMEOUT;
         loop {

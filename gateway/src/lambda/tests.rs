@@ -299,3 +299,20 @@ async fn a_function_that_crashes_in_its_init_fails_the_invocations_waiting_for_i
     host.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn warming_starts_one_more_instance_each_time_and_reports_its_init() {
+    let (host, dir) = host("warm", GATED, FunctionSettings::default()).await;
+    for n in 1..=2 {
+        let init = bounded("a warm start", host.warm("mg-test")).await.expect("the instance finishes its init");
+        assert!(init > Duration::ZERO);
+        assert_eq!(host.instances("mg-test"), Some(n));
+    }
+    assert_eq!(lines(&dir, "starts"), 2);
+    assert_eq!(host.init_durations("mg-test").map(|d| d.len()), Some(2));
+    // A warm instance serves the next invocation: no third start.
+    bounded("an invocation", host.invoke("t", json!({"id": "1"}))).await.expect("runs");
+    assert_eq!(lines(&dir, "starts"), 2);
+    host.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,15 @@
 //!   `matchgate up` child process before and after N clients connect.
 //! - `flexmatch`: time per matchmaking cycle and matches formed per second for synthetic pools.
 //! - `e2e`: request → `MatchmakingSucceeded` latency through the whole local stack.
+//! - `connections`, `push` ([`load`]): load on a WebSocket API, a local `matchgate up` (embedded
+//!   or `--lambdas`) or a deployed one.
+//! - `lambdas` ([`lambdas`]): each Lambda bootstrap's size and init time.
+
+mod lambdas;
+mod load;
+
+pub use lambdas::lambdas;
+pub use load::{LoadTarget, connections, push};
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -19,6 +28,71 @@ use tokio::net::TcpStream;
 /// Most connections one bench process opens: a process may hold 20,000 open files here, and
 /// the bench needs a few for itself.
 pub const MAX_IDLE_CONNECTIONS: usize = 15_000;
+
+/// Sorted samples, read as percentiles.
+#[derive(Debug)]
+struct Percentiles(Vec<Duration>);
+
+impl Percentiles {
+    fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        Self(samples)
+    }
+
+    /// The `p` quantile (0.0..=1.0); zero without samples.
+    fn at(&self, p: f64) -> Duration {
+        match self.0.len() {
+            0 => Duration::ZERO,
+            n => self.0[((n as f64 * p) as usize).min(n - 1)],
+        }
+    }
+
+    /// The `p` quantile in milliseconds, as a table cell.
+    fn ms(&self, p: f64) -> String {
+        format!("{:.2} ms", self.at(p).as_secs_f64() * 1000.0)
+    }
+}
+
+/// A result table: printed as Markdown (docs/benchmarks.md's format) or as JSON rows.
+#[derive(Debug)]
+struct Table {
+    columns: Vec<&'static str>,
+    rows: Vec<Vec<serde_json::Value>>,
+}
+
+impl Table {
+    fn new(columns: &[&'static str]) -> Self {
+        Self { columns: columns.to_vec(), rows: Vec::new() }
+    }
+
+    fn row(&mut self, cells: Vec<serde_json::Value>) {
+        self.rows.push(cells);
+    }
+
+    fn print(&self, json: bool) {
+        if json {
+            let rows: Vec<serde_json::Value> = self
+                .rows
+                .iter()
+                .map(|row| self.columns.iter().map(|c| (*c).to_owned()).zip(row.iter().cloned()).collect())
+                .collect();
+            println!("{}", serde_json::Value::Array(rows));
+            return;
+        }
+        println!("| {} |", self.columns.join(" | "));
+        println!("|{}", "---|".repeat(self.columns.len()));
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|c| match c {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            println!("| {} |", cells.join(" | "));
+        }
+    }
+}
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc/PID/status")?;
