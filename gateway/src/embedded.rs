@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::sns::SnsEvent;
 use matchgate_lambdas::Deps;
-use matchgate_lambdas::handlers;
 use matchgate_lambdas::ports::{ConnectionPusher, PushError};
+use matchgate_lambdas::{handlers, routes};
 use serde_json::Value;
 
 use crate::apigw::{Integration, IntegrationError, PostError, Registry};
@@ -17,7 +17,8 @@ use crate::gamelift::sns::EVENTS_TARGET;
 /// The integration target of the scheduled backstop.
 pub const BACKSTOP_TARGET: &str = "backstop";
 
-/// Invokes the handlers in this process.
+/// Invokes the handlers in this process: a WebSocket route through the one route table
+/// (`matchgate_lambdas::routes`), as the deployed functions do.
 #[derive(Debug)]
 pub struct EmbeddedLambdas {
     pub deps: Deps,
@@ -41,7 +42,7 @@ impl Integration for EmbeddedLambdas {
         }
         let request: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).map_err(bad)?;
         let response =
-            handlers::route(request, &self.deps).await.map_err(|e| IntegrationError::FunctionError(e.to_string()))?;
+            routes::dispatch(request, &self.deps).await.map_err(|e| IntegrationError::FunctionError(e.to_string()))?;
         serde_json::to_value(response).map_err(|e| IntegrationError::FunctionError(e.to_string()))
     }
 }

@@ -10,6 +10,7 @@ pub mod deps;
 pub mod error;
 pub mod handlers;
 pub mod ports;
+pub mod routes;
 pub mod runtime;
 
 pub use deps::{Deps, Settings};

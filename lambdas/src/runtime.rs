@@ -9,15 +9,21 @@
 //! | `DYNAMODB_ENDPOINT`, `GAMELIFT_ENDPOINT` | local endpoints (the local stack, DynamoDB Local); unset in AWS |
 //! | `DISCONNECT_GRACE_SECONDS`, `TICKET_TTL_SECONDS` | optional overrides of [`Settings`] |
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use lambda_runtime::{LambdaEvent, service_fn};
+use matchgate_protocol::ClientAction;
 
 use crate::adapters::apigw::{self, ManagementApiPusher};
 use crate::adapters::dynamodb::{self, DynamoConnections, DynamoPlayers, DynamoTickets, Table, TableNames};
 use crate::adapters::dynamodb_parties::DynamoParties;
 use crate::adapters::gamelift::{self, GameLiftMatchmaker};
+use crate::handlers::{self, Caller};
 use crate::ports::SystemClock;
-use crate::{Deps, Settings};
+use crate::{Deps, HandlerError, Settings, routes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -87,32 +93,84 @@ pub async fn deps_from_env() -> Result<Deps, ConfigError> {
     })
 }
 
-/// Serves one WebSocket route function on the Lambda runtime. `route` is the route key the
-/// function is integrated with; `"*"` serves any route by `requestContext.routeKey` (the
-/// template points `ping`, `$default` and the observer routes at one function).
-pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_runtime::Error> {
-    use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-    use lambda_runtime::{LambdaEvent, service_fn};
+/// A client action's handler, as the `mg-*` binaries name it: `handlers::matchmake` is one.
+/// (Spelled as a trait because an `async fn` borrowing its [`Deps`] returns a future that
+/// borrows them too, which a plain `Fn` bound cannot say for every borrow.)
+pub trait ActionHandler<'a>: Copy + Send + Sync + 'static {
+    type Future: Future<Output = Result<ApiGatewayProxyResponse, HandlerError>> + Send + 'a;
+    fn call(self, caller: Caller, action: ClientAction, deps: &'a Deps) -> Self::Future;
+}
 
-    use crate::handlers;
+impl<'a, F, Fut> ActionHandler<'a> for F
+where
+    F: Fn(Caller, ClientAction, &'a Deps) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<ApiGatewayProxyResponse, HandlerError>> + Send + 'a,
+{
+    type Future = Fut;
+    fn call(self, caller: Caller, action: ClientAction, deps: &'a Deps) -> Fut {
+        self(caller, action, deps)
+    }
+}
 
+/// A handler of a whole WebSocket event (`handlers::connect`, `handlers::disconnect`).
+pub trait EventHandler<'a>: Copy + Send + Sync + 'static {
+    type Future: Future<Output = Result<ApiGatewayProxyResponse, HandlerError>> + Send + 'a;
+    fn call(self, event: ApiGatewayWebsocketProxyRequest, deps: &'a Deps) -> Self::Future;
+}
+
+impl<'a, F, Fut> EventHandler<'a> for F
+where
+    F: Fn(ApiGatewayWebsocketProxyRequest, &'a Deps) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<ApiGatewayProxyResponse, HandlerError>> + Send + 'a,
+{
+    type Future = Fut;
+    fn call(self, event: ApiGatewayWebsocketProxyRequest, deps: &'a Deps) -> Fut {
+        self(event, deps)
+    }
+}
+
+/// Serves one client action's function: each invocation's frame is parsed once into its
+/// action and handed to `handler` (a frame that does not parse gets its `Error` push).
+pub async fn run_action_function<H>(handler: H) -> Result<(), lambda_runtime::Error>
+where
+    H: for<'a> ActionHandler<'a>,
+{
     init_tracing();
     let deps = deps_from_env().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let deps = deps.clone();
         async move {
-            let request = event.payload;
-            let response = match route {
-                "$connect" => handlers::connect(request, &deps).await,
-                "$disconnect" => handlers::disconnect(request, &deps).await,
-                "matchmake" => handlers::matchmake(request, &deps).await,
-                "cancel" => handlers::cancel(request, &deps).await,
-                "accept" => handlers::accept(request, &deps).await,
-                "status" => handlers::status(request, &deps).await,
-                _ => handlers::route(request, &deps).await,
-            };
-            response.map_err(lambda_runtime::Error::from)
+            match routes::parse_action(&event.payload, &deps).await? {
+                Some((caller, action)) => handler.call(caller, action, &deps).await,
+                None => Ok(handlers::ok()),
+            }
         }
+    }))
+    .await
+}
+
+/// Serves a function that reads the whole WebSocket event (`$connect`, `$disconnect`).
+pub async fn run_event_function<H>(handler: H) -> Result<(), lambda_runtime::Error>
+where
+    H: for<'a> EventHandler<'a>,
+{
+    init_tracing();
+    let deps = deps_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let deps = deps.clone();
+        async move { handler.call(event.payload, &deps).await }
+    }))
+    .await
+}
+
+/// Serves any route by its `requestContext.routeKey` through [`routes::dispatch`]: the function
+/// the template integrates with `ping`, `$default` and the routes only it knows.
+pub async fn run_routes_function() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let deps = deps_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let deps = deps.clone();
+        async move { routes::dispatch(event.payload, &deps).await }
     }))
     .await
 }
@@ -120,34 +178,31 @@ pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_ru
 /// Serves the events function: SNS deliveries of FlexMatch's events.
 pub async fn run_events_function() -> Result<(), lambda_runtime::Error> {
     use aws_lambda_events::sns::SnsEvent;
-    use lambda_runtime::{LambdaEvent, service_fn};
 
     init_tracing();
     let deps = deps_from_env().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SnsEvent>| {
         let deps = deps.clone();
-        async move { crate::handlers::events(event.payload, &deps).await.map_err(lambda_runtime::Error::from) }
+        async move { handlers::events(event.payload, &deps).await }
     }))
     .await
 }
 
 /// Serves the backstop function, invoked on a schedule; the event's content is not used.
 pub async fn run_backstop_function() -> Result<(), lambda_runtime::Error> {
-    use lambda_runtime::{LambdaEvent, service_fn};
-
     init_tracing();
     let deps = deps_from_env().await?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let deps = deps.clone();
         async move {
-            let report = crate::handlers::backstop(&deps).await.map_err(lambda_runtime::Error::from)?;
+            let report = handlers::backstop(&deps).await?;
             tracing::info!(
                 polled = report.polled,
                 advanced = report.advanced,
                 stopped = report.stopped,
                 "backstop run"
             );
-            Ok::<_, lambda_runtime::Error>(serde_json::json!({
+            Ok::<_, HandlerError>(serde_json::json!({
                 "polled": report.polled, "advanced": report.advanced, "stopped": report.stopped
             }))
         }
@@ -158,7 +213,6 @@ pub async fn run_backstop_function() -> Result<(), lambda_runtime::Error> {
 /// Serves the `$connect` REQUEST authorizer.
 pub async fn run_authorizer_function() -> Result<(), lambda_runtime::Error> {
     use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
-    use lambda_runtime::{LambdaEvent, service_fn};
 
     use crate::authorizer::{AuthorizerConfig, Verifier, handle};
 

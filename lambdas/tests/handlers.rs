@@ -1,5 +1,5 @@
-//! Handlers driven directly over the in-memory adapters: a party ticket's seats, and the
-//! backstop settling a ticket FlexMatch never heard of.
+//! Handlers driven directly over the in-memory adapters: the routes' dispatch of client frames,
+//! a party ticket's seats, and the backstop settling a ticket FlexMatch never heard of.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use matchgate_lambdas::ports::Clock;
 use matchgate_lambdas::ports::{
     ConnectionPusher, Matchmaker, MatchmakerError, PushError, StartMatchmakingRequest, TicketDescription, TicketRecord,
 };
+use matchgate_lambdas::routes;
 use matchgate_lambdas::{Deps, Settings};
 use matchgate_protocol::Push;
 use matchgate_protocol::ticket::TicketState;
@@ -170,4 +171,94 @@ async fn the_backstop_fails_a_ticket_flexmatch_does_not_know() {
     // An ended ticket is not polled again.
     clock.advance(std::time::Duration::from_secs(60));
     assert_eq!(handlers::backstop(&deps).await.unwrap().polled, 0);
+}
+
+/// A message event on `route_key` from `player`'s connection `conn-{player}`, as API Gateway
+/// sends it to the route's function.
+fn message(route_key: &str, player: &str, body: &str) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
+    serde_json::from_value(json!({
+        "requestContext": {
+            "routeKey": route_key, "eventType": "MESSAGE", "messageId": "m-1", "stage": "local",
+            "connectedAt": 1, "requestTimeEpoch": 2, "requestId": "r-1", "apiId": "local",
+            "connectionId": format!("conn-{player}"),
+            "authorizer": {"principalId": player, "playerId": player, "role": "player"}
+        },
+        "body": body,
+        "isBase64Encoded": false
+    }))
+    .unwrap()
+}
+
+/// What the recorder holds, as pushes, and empties it.
+fn drain(pusher: &Recorder) -> Vec<(String, Push)> {
+    std::mem::take(&mut *pusher.0.lock().unwrap())
+        .into_iter()
+        .map(|(connection, frame)| (connection, serde_json::from_str(&frame).unwrap()))
+        .collect()
+}
+
+fn error_code(push: &Push) -> String {
+    match push {
+        Push::Error { code, .. } => serde_json::to_value(code).unwrap().as_str().unwrap().to_owned(),
+        other => panic!("expected an Error push, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_ping_with_a_field_it_does_not_define_is_refused_not_answered() {
+    let pusher = Arc::new(Recorder::default());
+    let deps = memory_deps(&pusher, Arc::new(ManualClock::new(1_800_000_000_000)));
+    let response =
+        routes::dispatch(message("ping", "alice", r#"{"action":"ping","playerId":"x"}"#), &deps).await.unwrap();
+    assert_eq!(response.status_code, 200);
+    let pushes = drain(&pusher);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].0, "conn-alice");
+    assert_eq!(error_code(&pushes[0].1), "InvalidRequest");
+
+    routes::dispatch(message("ping", "alice", r#"{"action":"ping"}"#), &deps).await.unwrap();
+    let pushes = drain(&pusher);
+    assert_eq!(
+        pushes,
+        [("conn-alice".to_owned(), Push::Pong { connection_id: "conn-alice".into(), player_id: "alice".into() })]
+    );
+}
+
+#[tokio::test]
+async fn every_action_route_refuses_a_field_it_does_not_define_and_does_nothing_else() {
+    let pusher = Arc::new(Recorder::default());
+    let deps = memory_deps(&pusher, Arc::new(ManualClock::new(1_800_000_000_000)));
+    let bodies = [
+        r#"{"action":"matchmake","skill":99}"#,
+        r#"{"action":"cancel","ticketId":"t-1","playerId":"bob"}"#,
+        r#"{"action":"accept","ticketId":"t-1","accept":true,"playerId":"bob"}"#,
+        r#"{"action":"status","playerId":"bob"}"#,
+        r#"{"action":"ping","playerId":"bob"}"#,
+    ];
+    let mut covered: Vec<&str> = Vec::new();
+    for body in bodies {
+        let key = serde_json::from_str::<serde_json::Value>(body).unwrap()["action"].as_str().unwrap().to_owned();
+        let route = routes::route(&key).unwrap_or_else(|| panic!("no route {key}"));
+        covered.push(route.key);
+        routes::dispatch(message(&key, "alice", body), &deps).await.unwrap();
+        let pushes = drain(&pusher);
+        assert_eq!(pushes.len(), 1, "{body}: {pushes:?}");
+        assert_eq!(error_code(&pushes[0].1), "InvalidRequest", "{body}");
+    }
+    covered.sort();
+    let mut actions: Vec<&str> = routes::action_route_keys().collect();
+    actions.sort();
+    assert_eq!(covered, actions, "one body per action route");
+    // Nothing was started for the refused matchmake.
+    assert_eq!(deps.players.get("alice").await.unwrap().and_then(|p| p.active_ticket_id), None);
+}
+
+#[tokio::test]
+async fn a_route_key_the_table_lacks_is_answered_as_default() {
+    let pusher = Arc::new(Recorder::default());
+    let deps = memory_deps(&pusher, Arc::new(ManualClock::new(1_800_000_000_000)));
+    routes::dispatch(message("watch", "alice", r#"{"action":"watch"}"#), &deps).await.unwrap();
+    let pushes = drain(&pusher);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(error_code(&pushes[0].1), "UnknownAction");
 }

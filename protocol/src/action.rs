@@ -1,21 +1,24 @@
 //! Client actions: the JSON text frames a game client sends over its WebSocket.
 //!
 //! API Gateway picks the route from `$request.body.action`; a body that is not JSON, or whose
-//! `action` names no route, goes to `$default`. Each route's handler then parses the body into
-//! its own action with [`ClientAction::parse`].
+//! `action` names no route, goes to `$default`. The Lambda side parses the frame once, with
+//! [`ClientAction::parse`], and hands the route's handler the typed action. Which route key is
+//! served by which handler and function is declared once, in `matchgate_lambdas::routes`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-/// The route keys of the WebSocket API, besides `$connect`, `$disconnect` and `$default`.
-pub const ROUTE_KEYS: &[&str] = &["matchmake", "cancel", "accept", "status", "ping"];
 
 /// Most regions a client may report latencies for in one `matchmake` (GameLift's own limit
 /// on `LatencyInMs` entries per player).
 pub const MAX_LATENCY_REGIONS: usize = 20;
 
 /// A client action, tagged by `action`.
+///
+/// A body with a field its action does not define is refused (`InvalidRequest`), as
+/// docs/protocol.md promises. serde ignores unknown fields of unit variants even with
+/// `deny_unknown_fields`, so an action without fields is written as an empty struct variant
+/// (`Ping {}`), never as a unit variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum ClientAction {
@@ -34,7 +37,7 @@ pub enum ClientAction {
         ticket_id: Option<String>,
     },
     /// Answered with `Pong {connectionId, playerId}`.
-    Ping,
+    Ping {},
 }
 
 /// Why a client frame could not be read as an action.
@@ -52,23 +55,55 @@ pub enum ActionError {
 
 impl ClientAction {
     /// Parses one client frame, telling apart malformed JSON, an unknown action and an action
-    /// with missing or mistyped fields.
+    /// with missing, mistyped or unknown fields. A well-formed frame is parsed exactly once.
     pub fn parse(body: &str) -> Result<Self, ActionError> {
-        let value: serde_json::Value = serde_json::from_str(body).map_err(|_| ActionError::MalformedJson)?;
-        let Some(object) = value.as_object() else {
-            return Err(ActionError::MalformedJson);
+        let parsed: Self = serde_json::from_str(body).map_err(|e| Self::explain(body, &e))?;
+        parsed
+            .validate()
+            .map_err(|reason| ActionError::InvalidRequest { action: parsed.route_key().into(), reason })?;
+        Ok(parsed)
+    }
+
+    /// Why a frame that did not parse as an action was refused; only refused frames are read twice.
+    fn explain(body: &str, error: &serde_json::Error) -> ActionError {
+        let Ok(object) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body) else {
+            return ActionError::MalformedJson;
         };
         let Some(action) = object.get("action").and_then(|a| a.as_str()) else {
-            return Err(ActionError::MissingAction);
+            return ActionError::MissingAction;
         };
-        if !ROUTE_KEYS.contains(&action) {
-            return Err(ActionError::UnknownAction(action.chars().take(64).collect()));
+        if !Self::names().contains(&action) {
+            return ActionError::UnknownAction(action.chars().take(64).collect());
         }
-        let action = action.to_owned();
-        let parsed: Self = serde_json::from_value(value)
-            .map_err(|e| ActionError::InvalidRequest { action: action.clone(), reason: bounded(e.to_string()) })?;
-        parsed.validate().map_err(|reason| ActionError::InvalidRequest { action, reason })?;
-        Ok(parsed)
+        ActionError::InvalidRequest { action: action.to_owned(), reason: bounded(error.to_string()) }
+    }
+
+    /// Every action's name (its `action` tag, which is also its route key), read from this
+    /// type's own serde definition, so a new variant needs no list updated anywhere.
+    pub fn names() -> &'static [&'static str] {
+        /// A deserializer error that keeps the variant names serde reports for an unknown tag.
+        #[derive(Debug)]
+        struct Variants(&'static [&'static str]);
+        impl std::fmt::Display for Variants {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "variants {:?}", self.0)
+            }
+        }
+        impl std::error::Error for Variants {}
+        impl serde::de::Error for Variants {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Self(&[])
+            }
+            fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+                Self(expected)
+            }
+        }
+        // A tag that is no action: serde answers with the list of those that are.
+        let probe = serde::de::value::MapDeserializer::<_, Variants>::new(std::iter::once(("action", "")));
+        match Self::deserialize(probe) {
+            Err(Variants(names)) => names,
+            Ok(_) => &[],
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -99,7 +134,7 @@ impl ClientAction {
             Self::Cancel { .. } => "cancel",
             Self::Accept { .. } => "accept",
             Self::Status { .. } => "status",
-            Self::Ping => "ping",
+            Self::Ping {} => "ping",
         }
     }
 }
@@ -122,21 +157,6 @@ fn valid_ticket_id(id: &str) -> Result<(), String> {
         return Err("ticketId must be 1-128 characters of letters, digits, '-' and '.'".into());
     }
     Ok(())
-}
-
-/// The route API Gateway selects for a frame (`$request.body.action`), or `$default`.
-pub fn select_route(body: &str) -> &'static str {
-    #[derive(Deserialize)]
-    struct Selector<'a> {
-        #[serde(borrow)]
-        action: Option<std::borrow::Cow<'a, str>>,
-    }
-    match serde_json::from_str::<Selector<'_>>(body) {
-        Ok(Selector { action: Some(action) }) => {
-            ROUTE_KEYS.iter().copied().find(|k| *k == action.as_ref()).unwrap_or("$default")
-        }
-        _ => "$default",
-    }
 }
 
 #[cfg(test)]
@@ -162,7 +182,7 @@ mod tests {
             ClientAction::Accept { ticket_id: "t-1".into(), accept: false }
         );
         assert_eq!(ClientAction::parse(r#"{"action":"status"}"#).unwrap(), ClientAction::Status { ticket_id: None });
-        assert_eq!(ClientAction::parse(r#"{"action":"ping"}"#).unwrap(), ClientAction::Ping);
+        assert_eq!(ClientAction::parse(r#"{"action":"ping"}"#).unwrap(), ClientAction::Ping {});
     }
 
     #[test]
@@ -191,8 +211,6 @@ mod tests {
         let body = format!(r#"{{"action":"ping","{}":1}}"#, "k".repeat(30_000));
         match ClientAction::parse(&body) {
             Err(ActionError::InvalidRequest { reason, .. }) => assert!(reason.chars().count() <= MAX_REASON_CHARS + 1),
-            // Unit variants may ignore unknown fields; then nothing is echoed at all.
-            Ok(ClientAction::Ping) => {}
             other => panic!("{other:?}"),
         }
         let body = format!(r#"{{"action":"cancel","ticketId":"t","{}":1}}"#, "k".repeat(30_000));
@@ -200,12 +218,40 @@ mod tests {
         assert!(reason.chars().count() <= MAX_REASON_CHARS + 1, "{} chars", reason.len());
     }
 
+    /// One frame of each action, with its fields.
+    const SAMPLES: &[&str] = &[
+        r#"{"action":"matchmake","latencyInMs":{"us-east-1":40}}"#,
+        r#"{"action":"cancel","ticketId":"t-1"}"#,
+        r#"{"action":"accept","ticketId":"t-1","accept":true}"#,
+        r#"{"action":"status","ticketId":"t-1"}"#,
+        r#"{"action":"ping"}"#,
+    ];
+
     #[test]
-    fn selects_routes_like_api_gateway() {
-        assert_eq!(select_route(r#"{"action":"ping"}"#), "ping");
-        assert_eq!(select_route(r#"{"action":"nope"}"#), "$default");
-        assert_eq!(select_route("not json"), "$default");
-        assert_eq!(select_route(r#"{"action":7}"#), "$default");
-        assert_eq!(select_route(r#"{"other":1}"#), "$default");
+    fn every_action_is_named_by_its_tag_and_route_key() {
+        let mut sampled = Vec::new();
+        for body in SAMPLES {
+            let action = ClientAction::parse(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            let tag = serde_json::to_value(&action).unwrap()["action"].as_str().unwrap().to_owned();
+            assert_eq!(action.route_key(), tag);
+            sampled.push(tag);
+        }
+        sampled.sort();
+        let mut names = ClientAction::names().to_vec();
+        names.sort();
+        assert_eq!(sampled, names, "SAMPLES holds one frame of every action");
+    }
+
+    #[test]
+    fn every_action_refuses_a_field_it_does_not_define() {
+        for body in SAMPLES {
+            let extra = body.replacen('{', r#"{"playerId":"someone-else","#, 1);
+            match ClientAction::parse(&extra) {
+                Err(ActionError::InvalidRequest { reason, .. }) => {
+                    assert!(reason.contains("unknown field `playerId`"), "{extra}: {reason}")
+                }
+                other => panic!("{extra} was not refused: {other:?}"),
+            }
+        }
     }
 }

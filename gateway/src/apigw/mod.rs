@@ -157,13 +157,9 @@ pub struct ApiGateway {
     pub identity_sources: Vec<String>,
 }
 
-/// The route keys of the built-in configuration: the special routes and one per client action.
+/// The route keys of the built-in configuration: those of `matchgate_lambdas::routes::ROUTES`.
 pub fn builtin_route_keys() -> BTreeSet<String> {
-    ["$connect", "$disconnect", "$default"]
-        .into_iter()
-        .chain(matchgate_protocol::action::ROUTE_KEYS.iter().copied())
-        .map(str::to_owned)
-        .collect()
+    matchgate_lambdas::routes::route_keys().map(str::to_owned).collect()
 }
 
 /// Checks that the emulator can evaluate every identity source, as it must to refuse a

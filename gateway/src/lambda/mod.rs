@@ -56,22 +56,17 @@ pub(crate) const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(
 /// `$connect` authorizer ([`AUTHORIZER_TARGET`](crate::apigw::AUTHORIZER_TARGET)), as in
 /// `infra/template.yaml`.
 pub fn default_function_map() -> BTreeMap<String, String> {
-    [
-        ("$connect", "mg-connect"),
-        ("$disconnect", "mg-disconnect"),
-        ("matchmake", "mg-matchmake"),
-        ("cancel", "mg-cancel"),
-        ("accept", "mg-accept"),
-        ("status", "mg-status"),
-        ("ping", "mg-ping"),
-        ("$default", "mg-ping"),
-        ("events", "mg-events"),
-        ("backstop", "mg-backstop"),
-        (crate::apigw::AUTHORIZER_TARGET, "mg-authorizer"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    use matchgate_lambdas::routes;
+    routes::ROUTES
+        .iter()
+        .map(|route| (route.key, route.function))
+        .chain([
+            (crate::gamelift::sns::EVENTS_TARGET, routes::EVENTS_FUNCTION),
+            (crate::embedded::BACKSTOP_TARGET, routes::BACKSTOP_FUNCTION),
+            (crate::apigw::AUTHORIZER_TARGET, routes::AUTHORIZER_FUNCTION),
+        ])
+        .map(|(target, function)| (target.to_owned(), function.to_owned()))
+        .collect()
 }
 
 /// How one function runs: what the template gives it.

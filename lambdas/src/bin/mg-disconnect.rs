@@ -4,7 +4,9 @@
 //! local stack runs it with `matchgate up --lambdas target/debug`. Configured by environment
 //! variables: see `matchgate_lambdas::runtime`.
 
+use matchgate_lambdas::handlers;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    matchgate_lambdas::runtime::run_websocket_function("$disconnect").await
+    matchgate_lambdas::runtime::run_event_function(handlers::disconnect).await
 }

@@ -1,4 +1,5 @@
-//! The `*` route's Lambda function (any route, dispatched on `requestContext.routeKey`: `ping`, `$default`).
+//! The function of `ping`, `$default` and any route only the template knows: dispatched on
+//! `requestContext.routeKey` through `matchgate_lambdas::routes::ROUTES`.
 //!
 //! Build for AWS with `cargo lambda build --release --arm64 --bin mg-ping` (or `sam build`); the
 //! local stack runs it with `matchgate up --lambdas target/debug`. Configured by environment
@@ -6,5 +7,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    matchgate_lambdas::runtime::run_websocket_function("*").await
+    matchgate_lambdas::runtime::run_routes_function().await
 }

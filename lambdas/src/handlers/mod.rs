@@ -1,14 +1,15 @@
-//! The handlers: one per Lambda function, each a plain async function over [`Deps`].
+//! The handlers: plain async functions over [`Deps`]; [`crate::routes`] says which serves which route.
 
+mod actions;
 mod backstop;
 mod connection;
 mod events;
-mod routes;
 
+pub use actions::{accept, cancel, default_route, matchmake, ping, status};
+pub(crate) use actions::{error_code, push_error};
 pub use backstop::{BackstopReport, MAX_TICKETS_PER_RUN, backstop, event_from};
 pub use connection::{connect, disconnect};
 pub use events::{apply_event, events};
-pub use routes::{accept, cancel, default_route, matchmake, ping, route, status};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use matchgate_protocol::Push;

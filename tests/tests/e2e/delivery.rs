@@ -32,6 +32,7 @@ use matchgate_lambdas::ports::{
     Clock, ConnectionPusher, Matchmaker, MatchmakerError, PushError, StartMatchmakingRequest, StoreError,
     TicketDescription, TicketRecord, TicketStore,
 };
+use matchgate_lambdas::routes;
 use matchgate_lambdas::{Deps, Settings};
 use matchgate_protocol::flexmatch::MatchmakingEventType as E;
 use matchgate_protocol::{ErrorCode, MatchmakingEvent, Push, TicketStatus};
@@ -567,14 +568,7 @@ impl Harness {
         let request = self.request(connection_id, &action, Some(&body));
         let request = serde_json::from_value(request).expect("a message event");
         let mark = self.pusher.mark();
-        let response = match action.as_str() {
-            "matchmake" => handlers::matchmake(request, &self.deps).await,
-            "cancel" => handlers::cancel(request, &self.deps).await,
-            "accept" => handlers::accept(request, &self.deps).await,
-            "status" => handlers::status(request, &self.deps).await,
-            other => panic!("no route {other} in these tests"),
-        }
-        .expect("the route's handler");
+        let response = routes::dispatch(request, &self.deps).await.expect("the route's handler");
         assert_eq!(response.status_code, 200);
         self.pusher.since(mark).into_iter().filter(|d| d.connection_id == connection_id).map(|d| d.push).collect()
     }

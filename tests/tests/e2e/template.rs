@@ -8,31 +8,16 @@ use std::path::{Path, PathBuf};
 
 use matchgate_gateway::template::{self, LocalTemplate, TemplateError};
 use matchgate_lambdas::adapters::dynamodb::{KeyAttribute, KeyAttributeType, SCHEMAS};
-use matchgate_protocol::action::ROUTE_KEYS;
+use matchgate_lambdas::routes::{self, ROUTES};
 
-/// The routes every WebSocket API has besides the client actions.
-const SPECIAL_ROUTE_KEYS: [&str; 3] = ["$connect", "$disconnect", "$default"];
-
-/// Route keys the template routes but the protocol does not know yet. DESIGN.md lists `watch` as
-/// the observers' action, but `matchgate_protocol::action::ROUTE_KEYS` lacks it. Running from
-/// the template, the local gateway selects the `watch` route as API Gateway does (it routes on
-/// the template's route keys, see template_routes.rs), and mg-ping gets `routeKey: watch`; but
-/// no handler parses a `watch` action yet. Take `watch` out of this list when ROUTE_KEYS gains
-/// it (the test below fails then, as a reminder).
-const ROUTED_AHEAD_OF_PROTOCOL: &[&str] = &["watch"];
-
-/// Which binary serves which route, as DESIGN.md splits the handlers.
-const ROUTE_BINARIES: &[(&str, &str)] = &[
-    ("$connect", "mg-connect"),
-    ("$disconnect", "mg-disconnect"),
-    ("$default", "mg-ping"),
-    ("matchmake", "mg-matchmake"),
-    ("cancel", "mg-cancel"),
-    ("accept", "mg-accept"),
-    ("status", "mg-status"),
-    ("ping", "mg-ping"),
-    ("watch", "mg-ping"),
-];
+/// Route keys the template routes but the route table does not have yet, with the function the
+/// template integrates them with. DESIGN.md lists `watch` as the observers' action, but
+/// `matchgate_lambdas::routes::ROUTES` lacks it. Running from the template, the local gateway
+/// selects the `watch` route as API Gateway does (it routes on the template's route keys, see
+/// template_routes.rs), and mg-ping gets `routeKey: watch` and serves it as `$default`: no handler
+/// parses a `watch` action yet. Take `watch` out of this list when ROUTES gains it (the test
+/// below fails then, as a reminder).
+const ROUTED_AHEAD_OF_PROTOCOL: &[(&str, &str)] = &[("watch", "mg-ping")];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -105,12 +90,13 @@ fn the_deployed_template_is_read_without_warnings() {
 #[test]
 fn every_route_of_the_template_is_one_the_gateway_serves() {
     let template = deployed();
-    let served: BTreeSet<&str> = SPECIAL_ROUTE_KEYS.iter().chain(ROUTE_KEYS).copied().collect();
+    let served: BTreeSet<&str> = routes::route_keys().collect();
+    let ahead: BTreeSet<&str> = ROUTED_AHEAD_OF_PROTOCOL.iter().map(|(key, _)| *key).collect();
     let unserved: Vec<&str> = template
         .routes
         .iter()
         .map(|r| r.route_key.as_str())
-        .filter(|key| !served.contains(key) && !ROUTED_AHEAD_OF_PROTOCOL.contains(key))
+        .filter(|key| !served.contains(key) && !ahead.contains(key))
         .collect();
     assert!(unserved.is_empty(), "the template routes {unserved:?}, which the gateway does not serve");
     let routed: BTreeSet<&str> = template.routes.iter().map(|r| r.route_key.as_str()).collect();
@@ -122,14 +108,14 @@ fn every_route_of_the_template_is_one_the_gateway_serves() {
 fn watch_is_routed_in_the_template_ahead_of_the_protocol() {
     let template = deployed();
     let binaries = workspace_lambda_binaries();
-    for key in ROUTED_AHEAD_OF_PROTOCOL {
+    for (key, _) in ROUTED_AHEAD_OF_PROTOCOL {
         assert!(
-            !ROUTE_KEYS.contains(key),
-            "ROUTE_KEYS now has {key:?}: remove it from ROUTED_AHEAD_OF_PROTOCOL in tests/tests/template.rs"
+            routes::route(key).is_none(),
+            "ROUTES now has {key:?}: remove it from ROUTED_AHEAD_OF_PROTOCOL in tests/tests/e2e/template.rs"
         );
         let Some(route) = template.route(key) else { continue };
         eprintln!(
-            "note: infra/template.yaml routes {key:?} to {} ({}), but matchgate_protocol::action::ROUTE_KEYS \
+            "note: infra/template.yaml routes {key:?} to {} ({}), but matchgate_lambdas::routes::ROUTES \
              has no {key:?}: the route is selected, but no handler parses the action yet",
             route.function_logical_id, route.binary
         );
@@ -146,7 +132,8 @@ fn watch_is_routed_in_the_template_ahead_of_the_protocol() {
 fn each_route_reaches_its_handler_binary() {
     let template = deployed();
     let actual: Vec<(&str, &str)> = template.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
-    let mut expected = ROUTE_BINARIES.to_vec();
+    let mut expected: Vec<(&str, &str)> =
+        ROUTES.iter().map(|r| (r.key, r.function)).chain(ROUTED_AHEAD_OF_PROTOCOL.iter().copied()).collect();
     expected.sort();
     assert_eq!(actual, expected);
     for route in &template.routes {
@@ -158,7 +145,7 @@ fn each_route_reaches_its_handler_binary() {
 fn connect_has_the_request_authorizer_and_no_other_route_has_one() {
     let template = deployed();
     let authorizer = template.authorizer.as_ref().expect("$connect has an authorizer");
-    assert_eq!(authorizer.binary, "mg-authorizer");
+    assert_eq!(authorizer.binary, routes::AUTHORIZER_FUNCTION);
     assert_eq!(authorizer.function_logical_id, "AuthorizerFunction");
     // No identity source by default: browsers send the token in Sec-WebSocket-Protocol.
     assert!(authorizer.identity_sources.is_empty(), "{:?}", authorizer.identity_sources);
@@ -201,8 +188,8 @@ fn the_events_and_backstop_functions_have_their_triggers() {
     let template = deployed();
     let by_binary =
         |binary: &str| template.functions.values().find(|f| f.binary == binary).unwrap_or_else(|| panic!("{binary}"));
-    assert_eq!(by_binary("mg-events").events, ["SNS"]);
-    assert_eq!(by_binary("mg-backstop").events, ["Schedule"]);
+    assert_eq!(by_binary(routes::EVENTS_FUNCTION).events, ["SNS"]);
+    assert_eq!(by_binary(routes::BACKSTOP_FUNCTION).events, ["Schedule"]);
     let triggered: Vec<&str> =
         template.functions.values().filter(|f| !f.events.is_empty()).map(|f| f.binary.as_str()).collect();
     assert_eq!(triggered.len(), 2, "{triggered:?}");

@@ -1,7 +1,8 @@
-//! The message routes: `matchmake`, `cancel`, `accept`, `status`, `ping` and `$default`.
+//! The client actions' handlers (`matchmake`, `cancel`, `accept`, `status`, `ping`) and `$default`.
 //!
-//! Bad client input never fails the invocation: it gets an `Error` push and the connection
-//! carries on. Only infrastructure failures return `Err`.
+//! Each action handler gets its caller and the action already parsed from the frame (see
+//! [`crate::routes`]). Bad client input never fails the invocation: it gets an `Error` push and
+//! the connection carries on. Only infrastructure failures return `Err`.
 
 use std::collections::BTreeMap;
 
@@ -10,41 +11,11 @@ use matchgate_protocol::ticket::{TicketState, TicketStatus};
 use matchgate_protocol::{ActionError, ClientAction, ErrorCode, Push};
 
 use super::{Caller, ok, push_to};
+use crate::error::unexpected_action;
 use crate::ports::{MatchmakerError, Player, StartMatchmakingRequest, StoreError, TicketRecord};
 use crate::{Deps, HandlerError};
 
-/// Dispatches a message event to its route's handler by `requestContext.routeKey`, as API
-/// Gateway's integrations do.
-pub async fn route(req: ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let route_key = req.request_context.route_key.clone().unwrap_or_default();
-    match route_key.as_str() {
-        "$connect" => super::connect(req, deps).await,
-        "$disconnect" => super::disconnect(req, deps).await,
-        "matchmake" => matchmake(req, deps).await,
-        "cancel" => cancel(req, deps).await,
-        "accept" => accept(req, deps).await,
-        "status" => status(req, deps).await,
-        "ping" => ping(req, deps).await,
-        _ => default_route(req, deps).await,
-    }
-}
-
-/// Parses the body as the action the route serves; on failure pushes the matching `Error`.
-async fn read_action(
-    req: &ApiGatewayWebsocketProxyRequest,
-    caller: &Caller,
-    deps: &Deps,
-) -> Result<Option<ClientAction>, HandlerError> {
-    match ClientAction::parse(req.body.as_deref().unwrap_or_default()) {
-        Ok(action) => Ok(Some(action)),
-        Err(e) => {
-            push_error(deps, caller, error_code(&e), e.to_string()).await?;
-            Ok(None)
-        }
-    }
-}
-
-fn error_code(e: &ActionError) -> ErrorCode {
+pub(crate) fn error_code(e: &ActionError) -> ErrorCode {
     match e {
         ActionError::MalformedJson => ErrorCode::MalformedJson,
         ActionError::MissingAction | ActionError::UnknownAction(_) => ErrorCode::UnknownAction,
@@ -52,7 +23,12 @@ fn error_code(e: &ActionError) -> ErrorCode {
     }
 }
 
-async fn push_error(deps: &Deps, caller: &Caller, code: ErrorCode, message: String) -> Result<(), HandlerError> {
+pub(crate) async fn push_error(
+    deps: &Deps,
+    caller: &Caller,
+    code: ErrorCode,
+    message: String,
+) -> Result<(), HandlerError> {
     push_to(deps, &caller.connection_id, &caller.player_id, &Push::error(code, message)).await
 }
 
@@ -87,8 +63,9 @@ pub async fn default_route(
     Ok(ok())
 }
 
-pub async fn ping(req: ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let caller = Caller::from_request(&req)?;
+/// Answers `Pong` with who the gateway thinks the caller is.
+pub async fn ping(caller: Caller, action: ClientAction, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let ClientAction::Ping {} = action else { return Err(unexpected_action("ping", &action)) };
     let pong = Push::Pong { connection_id: caller.connection_id.clone(), player_id: caller.player_id.clone() };
     push_to(deps, &caller.connection_id, &caller.player_id, &pong).await?;
     Ok(ok())
@@ -96,13 +73,11 @@ pub async fn ping(req: ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<A
 
 /// Starts matchmaking for the caller: one live ticket per player.
 pub async fn matchmake(
-    req: ApiGatewayWebsocketProxyRequest,
+    caller: Caller,
+    action: ClientAction,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let caller = Caller::from_request(&req)?;
-    let Some(ClientAction::Matchmake { latency_in_ms }) = read_action(&req, &caller, deps).await? else {
-        return Ok(ok());
-    };
+    let ClientAction::Matchmake { latency_in_ms } = action else { return Err(unexpected_action("matchmake", &action)) };
     let now = deps.clock.now_ms();
     let player = deps.players.get(&caller.player_id).await?.unwrap_or_default();
     if let Some(live) = live_ticket(deps, player.active_ticket_id.as_deref(), now).await? {
@@ -196,13 +171,11 @@ async fn conflict(deps: &Deps, caller: &Caller, live: String) -> Result<ApiGatew
 
 /// Stops one of the caller's tickets; the MatchmakingCancelled event follows.
 pub async fn cancel(
-    req: ApiGatewayWebsocketProxyRequest,
+    caller: Caller,
+    action: ClientAction,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let caller = Caller::from_request(&req)?;
-    let Some(ClientAction::Cancel { ticket_id }) = read_action(&req, &caller, deps).await? else {
-        return Ok(ok());
-    };
+    let ClientAction::Cancel { ticket_id } = action else { return Err(unexpected_action("cancel", &action)) };
     let Some(ticket) = owned_ticket(deps, &caller, &ticket_id).await? else {
         push_not_found(deps, &caller).await?;
         return Ok(ok());
@@ -222,13 +195,11 @@ pub async fn cancel(
 
 /// Accepts or rejects a proposed match for the caller (only the caller's own player).
 pub async fn accept(
-    req: ApiGatewayWebsocketProxyRequest,
+    caller: Caller,
+    action: ClientAction,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let caller = Caller::from_request(&req)?;
-    let Some(ClientAction::Accept { ticket_id, accept }) = read_action(&req, &caller, deps).await? else {
-        return Ok(ok());
-    };
+    let ClientAction::Accept { ticket_id, accept } = action else { return Err(unexpected_action("accept", &action)) };
     let Some(ticket) = owned_ticket(deps, &caller, &ticket_id).await? else {
         push_not_found(deps, &caller).await?;
         return Ok(ok());
@@ -246,13 +217,11 @@ pub async fn accept(
 
 /// Repeats the latest push of one of the caller's tickets (by default the latest one).
 pub async fn status(
-    req: ApiGatewayWebsocketProxyRequest,
+    caller: Caller,
+    action: ClientAction,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let caller = Caller::from_request(&req)?;
-    let Some(ClientAction::Status { ticket_id }) = read_action(&req, &caller, deps).await? else {
-        return Ok(ok());
-    };
+    let ClientAction::Status { ticket_id } = action else { return Err(unexpected_action("status", &action)) };
     let ticket_id = match ticket_id {
         Some(id) => Some(id),
         None => deps.players.get(&caller.player_id).await?.and_then(|p| p.active_ticket_id),
