@@ -194,10 +194,15 @@ async fn no_field_of_any_action_can_name_another_player() -> anyhow::Result<()> 
             "{action}: another player's ticket must be answered as an unknown one"
         );
     }
-    // A ping that names another connection still answers for the caller's own.
-    let own = mallory.connection_id().await?;
+    // A ping that names another connection is refused like every other action with a field it
+    // does not define (docs/protocol.md); a plain one answers for the caller's own connection.
     mallory.send(json!({"action": "ping", "connectionId": "someone-else", "playerId": "alice"})).await?;
-    assert_eq!(mallory.next_push().await?, Push::Pong { connection_id: own, player_id: "mallory".into() });
+    assert!(matches!(mallory.next_push().await?, Push::Error { code: ErrorCode::InvalidRequest, .. }));
+    mallory.send(json!({"action": "ping"})).await?;
+    match mallory.next_push().await? {
+        Push::Pong { player_id, .. } => assert_eq!(player_id, "mallory"),
+        other => panic!("a plain ping must be answered with Pong, got {other:?}"),
+    }
     // Alice's ticket is untouched and Mallory has none.
     assert!(matches!(alice.status(Some(&ticket)).await?, Push::MatchmakingSearching { .. }));
     assert!(matches!(mallory.status(None).await?, Push::Error { code: ErrorCode::NotFound, .. }));
