@@ -6,7 +6,9 @@ use matchgate_lambdas::ports::{
     DescribedGameSession, DescribedPlayer, Matchmaker, MatchmakerError, StartMatchmakingRequest, TicketDescription,
 };
 
-use crate::gamelift::{DescribedTicket, GameLiftError, LocalFlexMatch};
+use matchgate_protocol::gamelift::MatchmakingTicket;
+
+use crate::gamelift::{GameLiftError, LocalFlexMatch};
 
 impl From<GameLiftError> for MatchmakerError {
     fn from(e: GameLiftError) -> Self {
@@ -34,22 +36,18 @@ impl Matchmaker for LocalFlexMatch {
 }
 
 /// The handlers' view of a described ticket.
-fn description(ticket: DescribedTicket) -> TicketDescription {
+fn description(ticket: MatchmakingTicket) -> TicketDescription {
     TicketDescription {
         players: ticket
             .players
             .iter()
             .map(|p| DescribedPlayer {
-                player_id: p.player_id.clone(),
-                team: ticket.teams.get(&p.player_id).cloned(),
-                player_session_id: ticket
-                    .game_session
-                    .as_ref()
-                    .and_then(|g| g.player_sessions.get(&p.player_id))
-                    .cloned(),
+                player_id: p.player.player_id.clone(),
+                team: p.team.clone(),
+                player_session_id: ticket.player_session_id(&p.player.player_id).map(str::to_owned),
             })
             .collect(),
-        game_session: ticket.game_session.map(|g| DescribedGameSession {
+        game_session: ticket.game_session_connection_info.map(|g| DescribedGameSession {
             game_session_arn: g.game_session_arn,
             ip_address: g.ip_address,
             dns_name: g.dns_name,

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ticket::TicketStatus;
+
 /// A player's attributes by name, as the rule set declares them.
 pub type PlayerAttributes = BTreeMap<String, AttributeValue>;
 
@@ -203,6 +205,75 @@ impl Default for MatchmakingConfiguration {
     }
 }
 
+/// A matchmaking ticket as DescribeMatchmaking and StartMatchmaking describe it (GameLift's
+/// `MatchmakingTicket`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MatchmakingTicket {
+    pub ticket_id: String,
+    pub configuration_name: String,
+    pub configuration_arn: String,
+    pub status: TicketStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// Epoch milliseconds; GameLift's `StartTime` is in seconds.
+    #[serde(rename = "StartTime", with = "epoch_seconds")]
+    pub start_time_ms: i64,
+    #[serde(rename = "EndTime", default, skip_serializing_if = "Option::is_none", with = "optional_epoch_seconds")]
+    pub end_time_ms: Option<i64>,
+    pub players: Vec<TicketPlayer>,
+    /// Where the match was placed, once it is (WITH_QUEUE only). Its `MatchedPlayerSessions` are
+    /// this ticket's own players' only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game_session_connection_info: Option<GameSessionConnectionInfo>,
+}
+
+impl MatchmakingTicket {
+    /// The team `player_id` was put on, once the ticket is in a match.
+    pub fn team(&self, player_id: &str) -> Option<&str> {
+        self.players.iter().find(|p| p.player.player_id == player_id).and_then(|p| p.team.as_deref())
+    }
+
+    /// `player_id`'s own player session, once the match is placed.
+    pub fn player_session_id(&self, player_id: &str) -> Option<&str> {
+        let sessions = self.game_session_connection_info.iter().flat_map(|g| &g.matched_player_sessions);
+        sessions.filter(|s| s.player_id == player_id).map(|s| s.player_session_id.as_str()).next()
+    }
+}
+
+/// A ticket's player, with the team FlexMatch put it on once the ticket is in a match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TicketPlayer {
+    #[serde(flatten)]
+    pub player: Player,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+/// Where a match was placed (GameLift's `GameSessionConnectionInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GameSessionConnectionInfo {
+    pub game_session_arn: String,
+    pub ip_address: String,
+    pub dns_name: String,
+    pub port: u16,
+    #[serde(default)]
+    pub matched_player_sessions: Vec<MatchedPlayerSession>,
+}
+
+/// One player's seat in a placed match: the credential the game server accepts from that player
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MatchedPlayerSession {
+    pub player_id: String,
+    pub player_session_id: String,
+}
+
 /// GameLift's timestamps are epoch seconds with a fraction; matchgate keeps epoch milliseconds.
 pub mod epoch_seconds {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -214,6 +285,22 @@ pub mod epoch_seconds {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
         let seconds = f64::deserialize(deserializer)?;
         Ok((seconds * 1000.0).round() as i64)
+    }
+}
+
+/// [`epoch_seconds`] for an optional timestamp.
+pub mod optional_epoch_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(epoch_ms: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
+        match epoch_ms {
+            Some(ms) => super::epoch_seconds::serialize(ms, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.map(|seconds| (seconds * 1000.0).round() as i64))
     }
 }
 
@@ -269,5 +356,41 @@ mod tests {
         assert_eq!(json["CreationTime"], 1.5);
         assert_eq!(json["FlexMatchMode"], "WITH_QUEUE");
         assert_eq!(serde_json::from_value::<MatchmakingConfiguration>(json).unwrap(), configuration);
+    }
+
+    #[test]
+    fn a_ticket_reads_back_what_describe_matchmaking_writes() {
+        let ticket = MatchmakingTicket {
+            ticket_id: "t".into(),
+            configuration_name: "c".into(),
+            configuration_arn: "arn:c".into(),
+            status: TicketStatus::Completed,
+            status_reason: None,
+            status_message: None,
+            start_time_ms: 1_000,
+            end_time_ms: Some(2_500),
+            players: vec![TicketPlayer {
+                player: Player { player_id: "p".into(), ..Player::default() },
+                team: Some("red".into()),
+            }],
+            game_session_connection_info: Some(GameSessionConnectionInfo {
+                game_session_arn: "arn:g".into(),
+                ip_address: "127.0.0.1".into(),
+                dns_name: "localhost".into(),
+                port: 7000,
+                matched_player_sessions: vec![MatchedPlayerSession {
+                    player_id: "p".into(),
+                    player_session_id: "psess-1".into(),
+                }],
+            }),
+        };
+        let json = serde_json::to_value(&ticket).unwrap();
+        assert_eq!(json["Status"], "COMPLETED");
+        assert_eq!(json["EndTime"], 2.5);
+        assert_eq!(json["Players"][0]["PlayerId"], "p");
+        assert_eq!(json["Players"][0]["Team"], "red");
+        assert_eq!(serde_json::from_value::<MatchmakingTicket>(json).unwrap(), ticket);
+        assert_eq!((ticket.team("p"), ticket.player_session_id("p")), (Some("red"), Some("psess-1")));
+        assert_eq!(ticket.player_session_id("someone-else"), None);
     }
 }

@@ -201,12 +201,12 @@ fn start_matchmaking(engine: &LocalFlexMatch, mut input: StartMatchmakingRequest
     let ticket_id = input.ticket_id.clone();
     engine.start(input)?;
     let described = engine.describe(std::slice::from_ref(&ticket_id))?;
-    output(&StartMatchmakingOutput { matchmaking_ticket: described.first().map(MatchmakingTicket::from) })
+    output(&StartMatchmakingOutput { matchmaking_ticket: described.first() })
 }
 
 fn describe_matchmaking(engine: &LocalFlexMatch, input: DescribeMatchmakingInput) -> ApiResult {
     let tickets = engine.describe(&input.ticket_ids)?;
-    output(&DescribeMatchmakingOutput { ticket_list: tickets.iter().map(MatchmakingTicket::from).collect() })
+    output(&DescribeMatchmakingOutput { ticket_list: &tickets })
 }
 
 fn stop_matchmaking(engine: &LocalFlexMatch, input: StopMatchmakingInput) -> ApiResult {

@@ -6,6 +6,6 @@ pub mod engine;
 pub mod placement;
 pub mod sns;
 
-pub use engine::{DescribedTicket, GameLiftError, LocalFlexMatch};
+pub use engine::{GameLiftError, LocalFlexMatch};
 pub use matchgate_protocol::gamelift::{FlexMatchMode, MatchmakingConfiguration};
 pub use placement::{Fleet, FleetConfig};

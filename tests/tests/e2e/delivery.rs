@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use matchgate_gateway::gamelift::engine::DescribedTicket;
 use matchgate_gateway::gamelift::sns::sns_event;
 use matchgate_gateway::gamelift::{Fleet, FleetConfig, LocalFlexMatch, MatchmakingConfiguration};
 use matchgate_lambdas::adapters::dynamodb::{
@@ -35,6 +34,7 @@ use matchgate_lambdas::ports::{
 use matchgate_lambdas::routes;
 use matchgate_lambdas::{Deps, Settings};
 use matchgate_protocol::flexmatch::MatchmakingEventType as E;
+use matchgate_protocol::gamelift::MatchmakingTicket;
 use matchgate_protocol::{ErrorCode, MatchmakingEvent, Push, TicketStatus};
 use matchgate_tests::dynamodb_local::DynamoDbLocal;
 use matchgate_tests::teams_rule_set;
@@ -610,7 +610,7 @@ impl Harness {
     }
 
     /// What FlexMatch itself says about a ticket.
-    fn truth(&self, ticket_id: &str) -> DescribedTicket {
+    fn truth(&self, ticket_id: &str) -> MatchmakingTicket {
         self.engine.describe(&[ticket_id.to_owned()]).unwrap().pop().expect("the engine knows the ticket")
     }
 
@@ -649,8 +649,11 @@ fn succeeded_matches(events: &[MatchmakingEvent]) -> HashMap<String, String> {
 /// FlexMatch placed it: game session, address, port, team and the player's own player session.
 /// `match_id` is checked when known (a result learned by polling has none: DescribeMatchmaking
 /// does not report one).
-fn assert_own_success(push: &Push, truth: &DescribedTicket, player_id: &str, match_id: Option<&str>, context: &str) {
-    let session = truth.game_session.as_ref().unwrap_or_else(|| panic!("{context}: the engine placed no session"));
+fn assert_own_success(push: &Push, truth: &MatchmakingTicket, player_id: &str, match_id: Option<&str>, context: &str) {
+    let session = truth
+        .game_session_connection_info
+        .as_ref()
+        .unwrap_or_else(|| panic!("{context}: the engine placed no session"));
     let Push::MatchmakingSucceeded {
         ticket_id,
         match_id: pushed_match,
@@ -674,10 +677,14 @@ fn assert_own_success(push: &Push, truth: &DescribedTicket, player_id: &str, mat
     assert_eq!(*port, Some(session.port), "{context}: {player_id} port");
     assert_eq!(
         player_session_id.as_deref(),
-        Some(session.player_sessions[player_id].as_str()),
+        Some(truth.player_session_id(player_id).expect("the engine seated the player")),
         "{context}: {player_id} must get its own player session"
     );
-    assert_eq!(team.as_deref(), Some(truth.teams[player_id].as_str()), "{context}: {player_id}'s team");
+    assert_eq!(
+        team.as_deref(),
+        Some(truth.team(player_id).expect("the player has a team")),
+        "{context}: {player_id}'s team"
+    );
 }
 
 /// Runs `$body(backend)` as one test per store backend.
@@ -827,7 +834,8 @@ async fn shuffled_run(backend: Backend, seed: u64) {
     // The four-player match: one game session, two per team.
     let squad_match: BTreeSet<&String> = squad.iter().map(|p| &matches[&ticket[p]]).collect();
     assert_eq!(squad_match.len(), 1, "{ctx}: the squad is one match");
-    let teams: Vec<String> = squad.iter().map(|p| h.truth(&ticket[p]).teams[*p].clone()).collect();
+    let teams: Vec<String> =
+        squad.iter().map(|p| h.truth(&ticket[p]).team(p).expect("the player has a team").to_owned()).collect();
     assert_eq!(teams.iter().filter(|t| *t == "red").count(), 2, "{ctx}: {teams:?}");
 }
 

@@ -59,7 +59,7 @@ async fn a_replayed_recording_forms_the_matches_the_stack_formed() -> anyhow::Re
     let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for chunk in tickets.chunks(10) {
         for t in stack.engine.describe(chunk)? {
-            if let Some(session) = t.game_session {
+            if let Some(session) = t.game_session_connection_info {
                 live.entry(session.game_session_arn).or_default().insert(t.ticket_id);
             }
         }

@@ -1,12 +1,11 @@
 //! The request and response shapes of GameLift's FlexMatch operations, with GameLift's member
-//! names. The types they carry (players, attributes, configurations) are the protocol crate's;
-//! these are only the operations' envelopes around them and the engine's records as GameLift
-//! describes them.
+//! names. The types they carry (tickets, players, attributes, configurations) are the protocol
+//! crate's; these are only the operations' envelopes around them.
 
-use matchgate_protocol::gamelift::{FlexMatchMode, MatchmakingConfiguration, Player, epoch_seconds};
+use matchgate_protocol::gamelift::{FlexMatchMode, MatchmakingConfiguration, MatchmakingTicket, epoch_seconds};
 use serde::{Deserialize, Serialize};
 
-use crate::gamelift::engine::{DescribedTicket, GameLiftError, LocalFlexMatch, StoredRuleSet};
+use crate::gamelift::engine::{GameLiftError, LocalFlexMatch, StoredRuleSet};
 
 /// AWS's error body in both protocols: the error's shape name and a message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,7 +25,7 @@ pub(super) struct Empty {}
 #[serde(rename_all = "PascalCase")]
 pub(super) struct StartMatchmakingOutput<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub matchmaking_ticket: Option<MatchmakingTicket<'a>>,
+    pub matchmaking_ticket: Option<&'a MatchmakingTicket>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,7 +37,7 @@ pub(super) struct DescribeMatchmakingInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct DescribeMatchmakingOutput<'a> {
-    pub ticket_list: Vec<MatchmakingTicket<'a>>,
+    pub ticket_list: &'a [MatchmakingTicket],
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,92 +53,6 @@ pub(super) struct AcceptMatchInput {
     pub player_ids: Vec<String>,
     /// `ACCEPT` or `REJECT`.
     pub acceptance_type: String,
-}
-
-/// GameLift's `MatchmakingTicket`, as DescribeMatchmaking and StartMatchmaking answer.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct MatchmakingTicket<'a> {
-    pub ticket_id: &'a str,
-    pub configuration_name: &'a str,
-    pub configuration_arn: &'a str,
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_message: Option<&'a str>,
-    #[serde(with = "epoch_seconds")]
-    pub start_time: i64,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_epoch_seconds")]
-    pub end_time: Option<i64>,
-    pub players: Vec<TicketPlayer<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub game_session_connection_info: Option<GameSessionConnectionInfo<'a>>,
-}
-
-/// A ticket's player, with the team it was put on once it is in a match.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct TicketPlayer<'a> {
-    #[serde(flatten)]
-    pub player: &'a Player,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub team: Option<&'a str>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct GameSessionConnectionInfo<'a> {
-    pub game_session_arn: &'a str,
-    pub ip_address: &'a str,
-    pub dns_name: &'a str,
-    pub port: u16,
-    pub matched_player_sessions: Vec<MatchedPlayerSession<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct MatchedPlayerSession<'a> {
-    pub player_id: &'a str,
-    pub player_session_id: &'a str,
-}
-
-fn optional_epoch_seconds<S: serde::Serializer>(epoch_ms: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
-    match epoch_ms {
-        Some(ms) => epoch_seconds::serialize(ms, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
-impl<'a> From<&'a DescribedTicket> for MatchmakingTicket<'a> {
-    fn from(t: &'a DescribedTicket) -> Self {
-        Self {
-            ticket_id: &t.ticket_id,
-            configuration_name: &t.configuration_name,
-            configuration_arn: &t.configuration_arn,
-            status: t.status.as_str(),
-            status_reason: t.status_reason.as_deref(),
-            status_message: t.status_message.as_deref(),
-            start_time: t.start_time_ms,
-            end_time: t.end_time_ms,
-            players: t
-                .players
-                .iter()
-                .map(|player| TicketPlayer { player, team: t.teams.get(&player.player_id).map(String::as_str) })
-                .collect(),
-            game_session_connection_info: t.game_session.as_ref().map(|g| GameSessionConnectionInfo {
-                game_session_arn: &g.game_session_arn,
-                ip_address: &g.ip_address,
-                dns_name: &g.dns_name,
-                port: g.port,
-                matched_player_sessions: g
-                    .player_sessions
-                    .iter()
-                    .map(|(player_id, player_session_id)| MatchedPlayerSession { player_id, player_session_id })
-                    .collect(),
-            }),
-        }
-    }
 }
 
 // --- rule sets -----------------------------------------------------------------------------

@@ -174,22 +174,6 @@ impl LocalFlexMatch {
     }
 }
 
-/// A ticket as DescribeMatchmaking reports it.
-#[derive(Debug, Clone)]
-pub struct DescribedTicket {
-    pub ticket_id: String,
-    pub configuration_name: String,
-    pub configuration_arn: String,
-    pub status: TicketStatus,
-    pub status_reason: Option<String>,
-    pub status_message: Option<String>,
-    pub start_time_ms: i64,
-    pub end_time_ms: Option<i64>,
-    pub players: Vec<Player>,
-    pub teams: BTreeMap<String, String>,
-    pub game_session: Option<GameSession>,
-}
-
 /// The proposed match a ticket is waiting in, if any.
 fn pending_match_of(state: &EngineState, ticket_id: &str) -> Option<String> {
     state.pending.iter().find(|(_, p)| p.ticket_ids.iter().any(|t| t == ticket_id)).map(|(m, _)| m.clone())

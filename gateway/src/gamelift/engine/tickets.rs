@@ -1,6 +1,8 @@
 //! Tickets: StartMatchmaking, StopMatchmaking and DescribeMatchmaking, and how a ticket ends.
 
 use super::events::{detail_for, searching_detail};
+use matchgate_protocol::gamelift::{GameSessionConnectionInfo, MatchedPlayerSession, MatchmakingTicket, TicketPlayer};
+
 use super::*;
 
 impl LocalFlexMatch {
@@ -130,7 +132,7 @@ impl LocalFlexMatch {
     }
 
     /// DescribeMatchmaking for up to ten tickets; unknown ones are left out, as GameLift does.
-    pub fn describe(&self, ticket_ids: &[String]) -> Result<Vec<DescribedTicket>, GameLiftError> {
+    pub fn describe(&self, ticket_ids: &[String]) -> Result<Vec<MatchmakingTicket>, GameLiftError> {
         if ticket_ids.len() > MAX_DESCRIBE_TICKETS {
             return Err(GameLiftError::InvalidRequest(format!("At most {MAX_DESCRIBE_TICKETS} ticket IDs")));
         }
@@ -139,7 +141,7 @@ impl LocalFlexMatch {
             .iter()
             .filter_map(|id| {
                 let t = state.tickets.get(id)?;
-                Some(DescribedTicket {
+                Some(MatchmakingTicket {
                     ticket_id: id.clone(),
                     configuration_name: t.configuration_name.clone(),
                     configuration_arn: self.configuration_arn(&t.configuration_name),
@@ -148,18 +150,29 @@ impl LocalFlexMatch {
                     status_message: t.status_message.clone(),
                     start_time_ms: t.start_time_ms,
                     end_time_ms: t.end_time_ms,
-                    players: t.players.clone(),
-                    teams: t.teams.clone(),
+                    players: t
+                        .players
+                        .iter()
+                        .map(|p| TicketPlayer { player: p.clone(), team: t.teams.get(&p.player_id).cloned() })
+                        .collect(),
                     // GameLift lists the ticket's own players' sessions only: one ticket's
                     // holder never learns the seat credentials of another ticket's players.
-                    game_session: t.game_session.as_ref().map(|g| GameSession {
-                        player_sessions: g
-                            .player_sessions
+                    game_session_connection_info: t.game_session.as_ref().map(|g| GameSessionConnectionInfo {
+                        game_session_arn: g.game_session_arn.clone(),
+                        ip_address: g.ip_address.clone(),
+                        dns_name: g.dns_name.clone(),
+                        port: g.port,
+                        matched_player_sessions: t
+                            .players
                             .iter()
-                            .filter(|(player_id, _)| t.players.iter().any(|p| &p.player_id == *player_id))
-                            .map(|(player_id, session)| (player_id.clone(), session.clone()))
+                            .filter_map(|p| {
+                                let session = g.player_sessions.get(&p.player_id)?;
+                                Some(MatchedPlayerSession {
+                                    player_id: p.player_id.clone(),
+                                    player_session_id: session.clone(),
+                                })
+                            })
                             .collect(),
-                        ..g.clone()
                     }),
                 })
             })
