@@ -262,3 +262,54 @@ async fn a_route_key_the_table_lacks_is_answered_as_default() {
     assert_eq!(pushes.len(), 1, "{pushes:?}");
     assert_eq!(error_code(&pushes[0].1), "UnknownAction");
 }
+
+/// One SNS delivery of `event`.
+fn sns_of(event: &serde_json::Value) -> SnsEvent {
+    serde_json::from_value(json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn:x",
+        "Sns": {"Type": "Notification", "MessageId": "m", "TopicArn": "arn:t", "Subject": null,
+                "Message": event.to_string(), "Timestamp": "2027-01-15T08:00:00.000Z",
+                "SignatureVersion": "1", "Signature": "", "SigningCertUrl": "", "UnsubscribeUrl": "",
+                "MessageAttributes": {}}
+    }]}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_sns_event_is_applied_as_flexmatchs_whatever_its_id_looks_like() {
+    use matchgate_protocol::TicketStatus;
+    use matchgate_protocol::flexmatch::{MatchmakingEventDetail, MatchmakingEventType as E};
+    use matchgate_protocol::ticket::Transition;
+
+    let now = 1_800_000_000_000;
+    let pusher = Arc::new(Recorder::default());
+    let deps = memory_deps(&pusher, Arc::new(ManualClock::new(now)));
+    // A ticket waiting for its players to accept a proposed match.
+    let mut waiting = ticket("t-1", &["alice"], now - 5_000);
+    for detail in [
+        MatchmakingEventDetail::new(E::MatchmakingSearching),
+        MatchmakingEventDetail {
+            acceptance_required: Some(true),
+            match_id: Some("m-1".into()),
+            ..MatchmakingEventDetail::new(E::PotentialMatchCreated)
+        },
+    ] {
+        let Transition::Advance(next) = waiting.state.apply(&detail) else { panic!("{detail:?} advances") };
+        waiting.state = next;
+    }
+    assert_eq!(waiting.state.status, TicketStatus::RequiresAcceptance);
+    deps.tickets.create(&waiting).await.unwrap();
+    // A late MatchmakingSearching from SNS whose ID reads like a backstop poll's, taken later
+    // than the ticket's last event. Only a poll may return a waiting ticket to searching; an
+    // event from SNS is FlexMatch's, and a late Searching changes nothing.
+    let event = json!({
+        "version": "0", "id": format!("backstop:t-1:SEARCHING:{}", now + 60_000),
+        "detail-type": "GameLift Matchmaking Event", "source": "aws.gamelift", "account": "1",
+        "time": "2027-01-15T08:00:00.000Z", "region": "us-east-1", "resources": [],
+        "detail": {"type": "MatchmakingSearching", "tickets": [{"ticketId": "t-1", "players": [{"playerId": "alice"}]}]}
+    });
+    handlers::events(sns_of(&event), &deps).await.unwrap();
+    let stored = deps.tickets.get("t-1", now).await.unwrap().expect("the ticket");
+    assert_eq!(stored.state.status, TicketStatus::RequiresAcceptance, "the proposal stands");
+    assert!(pusher.0.lock().unwrap().is_empty(), "nothing to push");
+}

@@ -9,7 +9,7 @@ use matchgate_protocol::flexmatch::{
     MatchmakingEventType as E, SOURCE,
 };
 
-use super::events::apply_event;
+use super::events::{EventOrigin, apply_event};
 use crate::ports::{StoreError, TicketDescription, TicketRecord};
 use crate::{Deps, HandlerError};
 
@@ -49,7 +49,7 @@ pub async fn backstop(deps: &Deps) -> Result<BackstopReport, HandlerError> {
     let descriptions = deps.matchmaker.describe_matchmaking(&ids).await?;
     for description in &descriptions {
         if let Some(event) = event_from(description, now) {
-            report.advanced += apply_event(&event, deps).await?;
+            report.advanced += apply_event(&event, EventOrigin::Poll { polled_at: now }, deps).await?;
         }
     }
     // A live ticket FlexMatch does not know (its StartMatchmaking never arrived, or it is long
@@ -68,7 +68,7 @@ pub async fn backstop(deps: &Deps) -> Result<BackstopReport, HandlerError> {
             game_session: None,
         };
         if let Some(event) = event_from(&unknown, now) {
-            report.advanced += apply_event(&event, deps).await?;
+            report.advanced += apply_event(&event, EventOrigin::Poll { polled_at: now }, deps).await?;
         }
     }
     for ticket in &due {
@@ -112,18 +112,9 @@ async fn reschedule(deps: &Deps, ticket_id: &str, now: i64) -> Result<(), Handle
     }
 }
 
-/// How the ID of an event made from a DescribeMatchmaking answer starts: the events handler
-/// applies those with [`matchgate_protocol::ticket::TicketState::apply_polled`].
-const POLLED_EVENT_PREFIX: &str = "backstop:";
-
-/// When the DescribeMatchmaking answer an event was made from was asked for (epoch ms), if it
-/// was made from one: the last field of its ID.
-pub(crate) fn polled_at(event: &MatchmakingEvent) -> Option<i64> {
-    event.id.strip_prefix(POLLED_EVENT_PREFIX)?.rsplit(':').next()?.parse().ok()
-}
-
-/// What a DescribeMatchmaking answer says, as the FlexMatch event that would have said it. Its
-/// ID names the ticket, the status and the time of the poll: a ticket can pass through the same
+/// What a DescribeMatchmaking answer says, as the FlexMatch event that would have said it; the
+/// backstop applies it as [`EventOrigin::Poll`]. Its ID names the ticket, the status and the
+/// time of the poll: a ticket can pass through the same
 /// status twice (a rejected match returns it to searching, then a new match is proposed), so the
 /// state machine, not the ID, is what makes polling the same answer twice change nothing.
 pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<MatchmakingEvent> {
@@ -149,7 +140,7 @@ pub fn event_from(description: &TicketDescription, now_ms: i64) -> Option<Matchm
     let session = description.game_session.as_ref();
     Some(MatchmakingEvent {
         version: "0".into(),
-        id: format!("{POLLED_EVENT_PREFIX}{}:{}:{now_ms}", description.ticket_id, description.status.as_str()),
+        id: format!("backstop:{}:{}:{now_ms}", description.ticket_id, description.status.as_str()),
         detail_type: DETAIL_TYPE.into(),
         source: SOURCE.into(),
         account: String::new(),

@@ -18,7 +18,7 @@ pub async fn events(event: SnsEvent, deps: &Deps) -> Result<(), HandlerError> {
     for record in &event.records {
         match MatchmakingEvent::from_sns_message(&record.sns.message) {
             Ok(event) => {
-                apply_event(&event, deps).await?;
+                apply_event(&event, EventOrigin::FlexMatch, deps).await?;
             }
             Err(e) => tracing::warn!(message_id = record.sns.message_id, error = %e, "not a FlexMatch event; skipped"),
         }
@@ -26,19 +26,37 @@ pub async fn events(event: SnsEvent, deps: &Deps) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Where an event applied to tickets comes from: it decides how much the event may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOrigin {
+    /// Published by FlexMatch (delivered by SNS): applied with [`TicketState::apply`].
+    ///
+    /// [`TicketState::apply`]: matchgate_protocol::ticket::TicketState::apply
+    FlexMatch,
+    /// Made by the backstop from a DescribeMatchmaking answer asked for at `polled_at` (epoch
+    /// ms). It speaks for the ticket's status at that time: only if no event has been applied
+    /// since may it settle what an event could not (see `TicketState::apply_polled`).
+    Poll { polled_at: i64 },
+}
+
 /// Applies one FlexMatch event to each of its tickets, then pushes what changed. Returns how
 /// many tickets moved.
-pub async fn apply_event(event: &MatchmakingEvent, deps: &Deps) -> Result<usize, HandlerError> {
+pub async fn apply_event(event: &MatchmakingEvent, origin: EventOrigin, deps: &Deps) -> Result<usize, HandlerError> {
     let mut moved = 0;
     for ticket in &event.detail.tickets {
-        if apply_to_ticket(deps, event, &ticket.ticket_id).await? {
+        if apply_to_ticket(deps, event, origin, &ticket.ticket_id).await? {
             moved += 1;
         }
     }
     Ok(moved)
 }
 
-async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str) -> Result<bool, HandlerError> {
+async fn apply_to_ticket(
+    deps: &Deps,
+    event: &MatchmakingEvent,
+    origin: EventOrigin,
+    ticket_id: &str,
+) -> Result<bool, HandlerError> {
     // What this invocation last tried to write, and the token it signed the write with. A write
     // can report a conflict although it went through (a retried request whose first attempt
     // landed); the ticket then shows this event applied by this token, and the pushes are still
@@ -62,10 +80,10 @@ async fn apply_to_ticket(deps: &Deps, event: &MatchmakingEvent, ticket_id: &str)
             tracing::debug!(ticket_id, event_id = event.id, "duplicate event; skipped");
             return Ok(false);
         }
-        // A poll speaks for the ticket's status when it was taken: only if no event has been
-        // applied since may it settle what an event could not (see `apply_polled`).
-        let transition = match super::backstop::polled_at(event) {
-            Some(polled_at) if ticket.last_event_at < polled_at => ticket.state.apply_polled(&event.detail),
+        let transition = match origin {
+            EventOrigin::Poll { polled_at } if ticket.last_event_at < polled_at => {
+                ticket.state.apply_polled(&event.detail)
+            }
             _ => ticket.state.apply(&event.detail),
         };
         let next = match transition {

@@ -9,7 +9,7 @@ pub use actions::{accept, cancel, default_route, matchmake, ping, status};
 pub(crate) use actions::{error_code, push_error};
 pub use backstop::{BackstopReport, MAX_TICKETS_PER_RUN, backstop, event_from};
 pub use connection::{connect, disconnect};
-pub use events::{apply_event, events};
+pub use events::{EventOrigin, apply_event, events};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use matchgate_protocol::Push;
