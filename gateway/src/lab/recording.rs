@@ -88,6 +88,12 @@ pub fn parse(file: &str, text: &str, time_scale: f64) -> Result<Vec<Arrival>, La
             LabError::Recording { file: file.to_owned(), line: n + 1, message }
         })?;
         starts.push(start);
+        if starts.len() as u64 > super::population::MAX_TICKETS {
+            return Err(LabError::Bound(format!(
+                "{file} holds more than {} StartMatchmaking requests, the simulator's bound: replay a part of it",
+                super::population::MAX_TICKETS
+            )));
+        }
     }
     if starts.is_empty() {
         return Err(LabError::Recording {
