@@ -183,8 +183,9 @@ struct UpArgs {
     /// The matchmaking configuration's request timeout, in seconds (default: the template's).
     #[arg(long)]
     request_timeout: Option<u32>,
-    /// Seconds a player who disconnects while searching keeps the ticket (0 stops it at once).
-    #[arg(long, default_value_t = 0)]
+    /// Seconds a player who disconnects while searching keeps the ticket, so a client that
+    /// reconnects within them carries on (0 stops the ticket at once).
+    #[arg(long, default_value_t = matchgate_lambdas::deps::DEFAULT_DISCONNECT_GRACE.as_secs())]
     disconnect_grace: u64,
     /// AWS-faithful mode: keep state in DynamoDB at this endpoint (DynamoDB Local) through the
     /// same SDK adapters the Lambdas use in AWS. Tables are created if missing.

@@ -24,6 +24,12 @@ impl std::fmt::Debug for Deps {
     }
 }
 
+/// How long a ticket outlives its player's socket by default: long enough for an ordinary
+/// reconnect (a phone changing networks, a client's backoff of a few attempts), so a dropped
+/// socket does not cost the player their place in the queue; short enough that a player who is
+/// really gone stops holding a seat well before FlexMatch's request timeout.
+pub const DEFAULT_DISCONNECT_GRACE: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The FlexMatch matchmaking configuration tickets are started in.
@@ -34,7 +40,7 @@ pub struct Settings {
     /// How long a ticket and its results are kept, so a client that reconnects can still ask.
     pub ticket_ttl: Duration,
     /// How long a player who disconnects while searching keeps the ticket before matchmaking is
-    /// stopped. Zero stops it at once.
+    /// stopped ([`DEFAULT_DISCONNECT_GRACE`] unless configured). Zero stops it at once.
     pub disconnect_grace: Duration,
     /// The backstop asks FlexMatch about a live ticket that has had no event for this long.
     pub backstop_quiet: Duration,
@@ -53,7 +59,7 @@ impl Default for Settings {
             configuration_name: "matchgate-default".into(),
             connection_ttl: Duration::from_secs(3 * 3600),
             ticket_ttl: Duration::from_secs(24 * 3600),
-            disconnect_grace: Duration::ZERO,
+            disconnect_grace: DEFAULT_DISCONNECT_GRACE,
             backstop_quiet: Duration::from_secs(30),
             backstop_interval: Duration::from_secs(10),
             connect_settle: Duration::from_secs(30),

@@ -1367,6 +1367,46 @@ async fn disconnect_grace_body(backend: Backend) {
     assert_eq!(status, stored.results["quinn"], "{ctx}");
 }
 
+on_both_backends!(by_default_a_reconnect_keeps_the_ticket_and_gets_the_result, default_grace_body);
+
+/// With the default settings, Sam's socket drops while his ticket is searching (`$disconnect`
+/// runs) and he reconnects 20 s later: his ticket is not stopped, Tia is matched with him, and
+/// the result reaches his new connection, once; `status` there answers with the same result.
+async fn default_grace_body(backend: Backend) {
+    let ctx = format!("{backend:?}");
+    let mut h = Harness::new(backend, "default-grace", Settings::default()).await;
+    assert!(!h.deps.settings.disconnect_grace.is_zero(), "{ctx}: the default keeps tickets across a reconnect");
+    let sam = h.connect("sam").await;
+    let sam_ticket = h.matchmake(&sam, DUEL).await;
+    let searching = h.drain();
+    h.deliver_all(&searching).await;
+
+    h.disconnect(&sam).await;
+    h.advance(Duration::from_secs(20));
+    h.backstop().await;
+    let events = h.drain();
+    h.deliver_all(&events).await;
+    assert!(h.matchmaker.stops.lock().unwrap().is_empty(), "{ctx}: the ticket was stopped at the disconnect");
+    let sam2 = h.connect("sam").await;
+    assert_eq!(h.truth(&sam_ticket).status, TicketStatus::Searching, "{ctx}: still searching after the reconnect");
+
+    let mark = h.pusher.mark();
+    let tia = h.connect("tia").await;
+    h.matchmake(&tia, DUEL).await;
+    h.cycle();
+    let events = h.drain();
+    h.deliver_all(&events).await;
+    let successes = h.successes_to("sam", mark);
+    assert_eq!(successes.len(), 1, "{ctx}: exactly one result for sam: {successes:?}");
+    assert!(
+        h.delivered_to("sam", mark).iter().all(|d| d.connection_id == sam2),
+        "{ctx}: pushes after the reconnect go to the new connection"
+    );
+    let matched = succeeded_matches(&events);
+    assert_own_success(&successes[0], &h.truth(&sam_ticket), "sam", matched.get(&sam_ticket).map(String::as_str), &ctx);
+    assert_eq!(h.status(&sam2, None).await, successes[0], "{ctx}: status repeats the result");
+}
+
 on_both_backends!(a_disconnect_that_races_a_ticket_write_is_not_forgotten, disconnect_race_body);
 
 /// Like the grace test, but `$disconnect`'s write to the ticket loses a race to another writer

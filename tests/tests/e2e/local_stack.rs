@@ -1,10 +1,14 @@
 //! The local stack end to end, over real sockets: connect, matchmake, place, push.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use matchgate_gateway::now_ms;
+use matchgate_gateway::stack::StackConfig;
 use matchgate_protocol::{ErrorCode, Push};
-use matchgate_tests::{Client, start_stack, status_until, teams_rule_set};
+use matchgate_tests::{
+    Client, management_client, quiet_config, start_stack, start_stack_with, status_until, teams_rule_set,
+};
 use serde_json::json;
 
 fn is_searching(p: &Push) -> bool {
@@ -145,8 +149,10 @@ async fn a_ticket_times_out_after_the_configurations_request_timeout() -> anyhow
 }
 
 #[tokio::test]
-async fn a_player_who_disconnects_while_searching_is_not_matched() -> anyhow::Result<()> {
-    let stack = start_stack(&teams_rule_set(1)).await?;
+async fn without_a_disconnect_grace_a_player_who_disconnects_while_searching_is_not_matched() -> anyhow::Result<()> {
+    let mut config = StackConfig { rule_set_body: teams_rule_set(1), ..quiet_config() };
+    config.settings.disconnect_grace = Duration::ZERO;
+    let stack = start_stack_with(config).await?;
     let mut ghost = Client::connect(&stack, "ghost").await?;
     let ticket = ghost.matchmake().await?;
     ghost.expect("searching", is_searching).await?;
@@ -160,6 +166,34 @@ async fn a_player_who_disconnects_while_searching_is_not_matched() -> anyhow::Re
     bob.expect("searching", is_searching).await?;
     stack.engine.cycle(now_ms());
     assert!(is_searching(&bob.status(Some(&bob_ticket)).await?), "bob must not be matched with a gone player");
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// The default disconnect grace covers an ordinary reconnect: a socket dropped while searching
+/// (here by the Management API, as a network drop would end it) does not cost the ticket, and
+/// the result is pushed to the player's new connection.
+#[tokio::test]
+async fn by_default_a_player_who_reconnects_keeps_the_ticket_and_gets_the_result() -> anyhow::Result<()> {
+    let stack = start_stack(&teams_rule_set(1)).await?;
+    let mut ghost = Client::connect(&stack, "ghost").await?;
+    let ticket = ghost.matchmake().await?;
+    ghost.expect("searching", is_searching).await?;
+    let connection_id = ghost.connection_id().await?;
+    management_client(&stack).delete_connection().connection_id(&connection_id).send().await?;
+    ghost.closed().await?;
+
+    let mut ghost = Client::connect(&stack, "ghost").await?;
+    assert!(is_searching(&ghost.status(None).await?), "the ticket survived the drop");
+    let mut bob = Client::connect(&stack, "bob").await?;
+    bob.matchmake().await?;
+    bob.expect("searching", is_searching).await?;
+    stack.engine.cycle(now_ms());
+    let result = ghost.expect("succeeded", is_succeeded).await?;
+    assert!(
+        matches!(&result, Push::MatchmakingSucceeded { ticket_id, player_session_id: Some(_), .. } if *ticket_id == ticket)
+    );
+    assert_eq!(ghost.status(None).await?, result, "status repeats the result");
     stack.shutdown().await;
     Ok(())
 }
