@@ -1,5 +1,6 @@
-//! A game client for matchgate: connects N players, asks each for a match, prints every push
-//! as it arrives and how long each player waited from `matchmake` to `MatchmakingSucceeded`.
+//! A game client for matchgate: connects N players with the `matchgate-client` crate, asks each
+//! for a match, prints every event as it arrives and how long each player waited from
+//! `matchmake` to `MatchmakingSucceeded`. Dropped sockets are reconnected and resumed by the crate.
 //!
 //! Run the local stack in one terminal and the client in another (from the same directory: the
 //! client mints its players' tokens with the stack's dev issuer key in `.matchgate/`):
@@ -16,11 +17,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
+use matchgate_client::{Auth, Client, Event};
 use matchgate_protocol::Push;
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Parser)]
 #[command(about = "Connect players to matchgate and matchmake them")]
@@ -40,7 +40,8 @@ struct Args {
     /// Give up on a player after this many seconds.
     #[arg(long, default_value_t = 90)]
     timeout: u64,
-    /// `jwt`: a token from the local dev issuer (as `matchgate token` mints); `none`: `?playerId=`.
+    /// `jwt`: a token from the local dev issuer (as `matchgate token` mints), sent as a
+    /// subprotocol; `none`: `?playerId=`.
     #[arg(long, default_value = "jwt")]
     auth: String,
     /// The dev issuer's state directory (the stack's `--state-dir`).
@@ -69,18 +70,14 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for n in 1..=args.players {
         let player_id = format!("{}-{n}", args.prefix);
-        let url = match &issuer {
-            Some(issuer) => {
-                let token = issuer.mint(&player_id, "player", Duration::from_secs(3600))?;
-                format!("{}?token={token}", args.url)
-            }
-            None => format!("{}?playerId={player_id}", args.url),
+        let auth = match &issuer {
+            Some(issuer) => Auth::Subprotocol(issuer.mint(&player_id, "player", Duration::from_secs(3600))?),
+            None => Auth::PlayerId(player_id.clone()),
         };
-        let latency = latency.clone();
+        let (url, latency) = (args.url.clone(), latency.clone());
         let timeout = Duration::from_secs(args.timeout);
         tasks.push(tokio::spawn(async move {
-            let outcome = tokio::time::timeout(timeout, play(&player_id, &url, &latency)).await;
-            match outcome {
+            match tokio::time::timeout(timeout, play(&player_id, &url, auth, latency)).await {
                 Ok(result) => result,
                 Err(_) => bail!("{player_id}: no result within {timeout:?}"),
             }
@@ -100,32 +97,28 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn play(player_id: &str, url: &str, latency: &BTreeMap<String, u32>) -> anyhow::Result<()> {
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(url).await.with_context(|| format!("{player_id}: connect"))?;
-    let request = serde_json::json!({ "action": "matchmake", "latencyInMs": latency });
+async fn play(player_id: &str, url: &str, auth: Auth, latency: BTreeMap<String, u32>) -> anyhow::Result<()> {
+    let mut client = Client::connect(url, auth).await?;
     let asked = Instant::now();
-    socket.send(Message::text(request.to_string())).await?;
-    while let Some(frame) = socket.next().await {
-        let Message::Text(text) = frame? else { continue };
-        let elapsed = asked.elapsed();
-        println!("[{player_id}] +{:>5} ms {text}", elapsed.as_millis());
-        match serde_json::from_str::<Push>(&text) {
-            Ok(Push::MatchmakingSucceeded { ip_address, port, player_session_id, .. }) => {
+    client.matchmake(latency)?;
+    while let Some(event) = client.next_event().await {
+        let elapsed = asked.elapsed().as_millis();
+        println!("[{player_id}] +{elapsed:>5} ms {event:?}");
+        match event {
+            Event::Push(Push::MatchmakingSucceeded { ip_address, port, player_session_id, .. }) => {
                 println!(
-                    "[{player_id}] matched in {} ms: connect to {}:{} with {}",
-                    elapsed.as_millis(),
+                    "[{player_id}] matched in {elapsed} ms: connect to {}:{} with {}",
                     ip_address.unwrap_or_default(),
                     port.unwrap_or_default(),
                     player_session_id.unwrap_or_default()
                 );
-                socket.close(None).await.ok();
+                client.close();
                 return Ok(());
             }
-            Ok(push) if push.is_terminal() => bail!("{player_id}: matchmaking ended with {text}"),
-            Ok(Push::Error { .. }) => bail!("{player_id}: {text}"),
+            Event::Push(push) if push.is_terminal() => bail!("{player_id}: matchmaking ended with {push:?}"),
+            Event::Push(Push::Error { code, message, .. }) => bail!("{player_id}: {code:?}: {message}"),
             _ => {}
         }
     }
-    bail!("{player_id}: the connection closed before a result")
+    bail!("{player_id}: {}", client.stopped().map(|e| e.to_string()).unwrap_or_else(|| "the client stopped".into()))
 }

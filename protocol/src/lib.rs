@@ -13,8 +13,12 @@ pub mod push;
 pub mod ticket;
 
 pub use action::{ActionError, ClientAction};
+
+/// The WebSocket subprotocol a client offers together with its token
+/// (`Sec-WebSocket-Protocol: matchgate.v1, TOKEN`); `$connect` selects it, never the token.
+pub const SUBPROTOCOL: &str = "matchgate.v1";
 pub use flexmatch::{
     EventPlayer, EventTicket, GameSessionInfo, MatchmakingEvent, MatchmakingEventDetail, MatchmakingEventType,
 };
-pub use push::{ErrorCode, Push};
+pub use push::{ErrorCode, PUSH_TYPES, Push};
 pub use ticket::{TicketStatus, Transition};

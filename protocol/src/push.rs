@@ -91,6 +91,22 @@ pub enum Push {
     },
 }
 
+/// Every push's `type`. A client tells a push from a newer server (a `type` not listed here)
+/// apart from a malformed frame with it.
+pub const PUSH_TYPES: &[&str] = &[
+    "MatchmakingQueued",
+    "MatchmakingSearching",
+    "PotentialMatchCreated",
+    "AcceptMatch",
+    "AcceptMatchCompleted",
+    "MatchmakingSucceeded",
+    "MatchmakingTimedOut",
+    "MatchmakingCancelled",
+    "MatchmakingFailed",
+    "Error",
+    "Pong",
+];
+
 impl Push {
     /// An `Error` push.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -101,6 +117,40 @@ impl Push {
     pub fn to_frame(&self) -> String {
         // Serializing these plain structs cannot fail: every map key is a string.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The ticket this push is about (`Pong` and most `Error`s are about none).
+    pub fn ticket_id(&self) -> Option<&str> {
+        match self {
+            Self::MatchmakingQueued { ticket_id }
+            | Self::MatchmakingSearching { ticket_id, .. }
+            | Self::PotentialMatchCreated { ticket_id, .. }
+            | Self::AcceptMatch { ticket_id, .. }
+            | Self::AcceptMatchCompleted { ticket_id, .. }
+            | Self::MatchmakingSucceeded { ticket_id, .. }
+            | Self::MatchmakingTimedOut { ticket_id, .. }
+            | Self::MatchmakingCancelled { ticket_id, .. }
+            | Self::MatchmakingFailed { ticket_id, .. } => Some(ticket_id),
+            Self::Error { ticket_id, .. } => ticket_id.as_deref(),
+            Self::Pong { .. } => None,
+        }
+    }
+
+    /// The push's `type`, as on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::MatchmakingQueued { .. } => "MatchmakingQueued",
+            Self::MatchmakingSearching { .. } => "MatchmakingSearching",
+            Self::PotentialMatchCreated { .. } => "PotentialMatchCreated",
+            Self::AcceptMatch { .. } => "AcceptMatch",
+            Self::AcceptMatchCompleted { .. } => "AcceptMatchCompleted",
+            Self::MatchmakingSucceeded { .. } => "MatchmakingSucceeded",
+            Self::MatchmakingTimedOut { .. } => "MatchmakingTimedOut",
+            Self::MatchmakingCancelled { .. } => "MatchmakingCancelled",
+            Self::MatchmakingFailed { .. } => "MatchmakingFailed",
+            Self::Error { .. } => "Error",
+            Self::Pong { .. } => "Pong",
+        }
     }
 
     /// True for the pushes that end a ticket.
@@ -141,6 +191,44 @@ pub enum ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_push_type_is_listed_and_named_as_on_the_wire() {
+        let pushes = [
+            Push::MatchmakingQueued { ticket_id: "t".into() },
+            Push::MatchmakingSearching { ticket_id: "t".into(), estimated_wait_millis: None },
+            Push::PotentialMatchCreated {
+                ticket_id: "t".into(),
+                match_id: "m".into(),
+                acceptance_required: false,
+                acceptance_timeout: None,
+                team: None,
+            },
+            Push::AcceptMatch { ticket_id: "t".into(), match_id: "m".into(), accepted_count: 1, player_count: 2 },
+            Push::AcceptMatchCompleted { ticket_id: "t".into(), match_id: "m".into(), acceptance: "Accepted".into() },
+            Push::MatchmakingSucceeded {
+                ticket_id: "t".into(),
+                match_id: "m".into(),
+                game_session_arn: None,
+                ip_address: None,
+                dns_name: None,
+                port: None,
+                player_session_id: None,
+                team: None,
+            },
+            Push::MatchmakingTimedOut { ticket_id: "t".into(), reason: None, message: None },
+            Push::MatchmakingCancelled { ticket_id: "t".into(), reason: None, message: None },
+            Push::MatchmakingFailed { ticket_id: "t".into(), reason: "r".into(), message: "m".into() },
+            Push::error(ErrorCode::NotFound, "no"),
+            Push::Pong { connection_id: "c".into(), player_id: "p".into() },
+        ];
+        assert_eq!(pushes.len(), PUSH_TYPES.len());
+        for (push, listed) in pushes.iter().zip(PUSH_TYPES) {
+            let wire: serde_json::Value = serde_json::from_str(&push.to_frame()).unwrap();
+            assert_eq!(wire["type"], *listed);
+            assert_eq!(push.type_name(), *listed);
+        }
+    }
 
     #[test]
     fn an_accept_match_stored_before_the_counts_existed_still_reads() {
