@@ -19,7 +19,7 @@ pub const MAX_LATENCY_REGIONS: usize = 20;
 /// docs/protocol.md promises. serde ignores unknown fields of unit variants even with
 /// `deny_unknown_fields`, so an action without fields is written as an empty struct variant
 /// (`Ping {}`), never as a unit variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum ClientAction {
     /// Ask for a match. Latencies are per AWS region, in milliseconds, as the client measured them.

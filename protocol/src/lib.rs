@@ -4,12 +4,14 @@
 //! - [`push`]: what the gateway pushes back (JSON text frames tagged by `type`);
 //! - [`flexmatch`]: FlexMatch's matchmaking events as they arrive through SNS;
 //! - [`gamelift`]: GameLift's FlexMatch types (attributes, players, configurations) in its API's shapes;
-//! - [`ticket`]: the ticket state machine every event is applied through.
+//! - [`ticket`]: the ticket state machine every event is applied through;
+//! - [`schema`]: JSON Schema of the client actions and pushes, for client developers.
 
 pub mod action;
 pub mod flexmatch;
 pub mod gamelift;
 pub mod push;
+pub mod schema;
 pub mod ticket;
 
 pub use action::{ActionError, ClientAction};

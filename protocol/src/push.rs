@@ -5,17 +5,18 @@ use serde::{Deserialize, Serialize};
 
 /// One push to one player. A `MatchmakingSucceeded` carries that player's own
 /// `playerSessionId` and is never sent to anyone else.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Push {
-    MatchmakingQueued {
-        ticket_id: String,
-    },
+    /// The answer to `matchmake`: the ticket exists. Comes before any other push of the ticket.
+    MatchmakingQueued { ticket_id: String },
+    /// FlexMatch is looking for a match (again, after a rejected or timed-out acceptance).
     MatchmakingSearching {
         ticket_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         estimated_wait_millis: Option<u64>,
     },
+    /// A match was proposed; with `acceptanceRequired`, answer it with `accept`.
     PotentialMatchCreated {
         ticket_id: String,
         match_id: String,
@@ -25,6 +26,7 @@ pub enum Push {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         team: Option<String>,
     },
+    /// Progress of the match's acceptance.
     AcceptMatch {
         ticket_id: String,
         match_id: String,
@@ -37,12 +39,14 @@ pub enum Push {
         #[serde(default)]
         player_count: u32,
     },
+    /// The acceptance ended: `Accepted`, `Rejected` or `TimedOut`.
     AcceptMatchCompleted {
         ticket_id: String,
         match_id: String,
         /// `Accepted`, `Rejected` or `TimedOut`, as FlexMatch reports it.
         acceptance: String,
     },
+    /// Terminal: the match was placed. Carries the receiving player's own `playerSessionId`.
     MatchmakingSucceeded {
         ticket_id: String,
         match_id: String,
@@ -59,6 +63,7 @@ pub enum Push {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         team: Option<String>,
     },
+    /// Terminal: no match within the configuration's request timeout.
     MatchmakingTimedOut {
         ticket_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +71,7 @@ pub enum Push {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// Terminal: the ticket was cancelled (by `cancel`, a rejected match, or a player who left).
     MatchmakingCancelled {
         ticket_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,11 +79,9 @@ pub enum Push {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
-    MatchmakingFailed {
-        ticket_id: String,
-        reason: String,
-        message: String,
-    },
+    /// Terminal: matchmaking or placement failed.
+    MatchmakingFailed { ticket_id: String, reason: String, message: String },
+    /// A request was refused; `code` says why.
     Error {
         code: ErrorCode,
         message: String,
@@ -85,10 +89,8 @@ pub enum Push {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ticket_id: Option<String>,
     },
-    Pong {
-        connection_id: String,
-        player_id: String,
-    },
+    /// The answer to `ping`.
+    Pong { connection_id: String, player_id: String },
 }
 
 /// Every push's `type`. A client tells a push from a newer server (a `type` not listed here)
@@ -166,7 +168,7 @@ impl Push {
 }
 
 /// What went wrong, for a client to act on. Messages are for people; codes are for code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ErrorCode {
     /// The frame is not a JSON object.
     MalformedJson,

@@ -1,12 +1,13 @@
 //! Helpers for matchgate's end-to-end tests: a local stack on a free loopback port and a game
 //! client that speaks the protocol over a real WebSocket.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use matchgate_gateway::stack::{Stack, StackConfig};
-use matchgate_protocol::Push;
+use matchgate_protocol::{PUSH_TYPES, Push};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -81,14 +82,17 @@ impl Client {
         self.send_text(&value.to_string()).await
     }
 
-    /// The next text frame, raw.
+    /// The next text frame, raw. A push is checked against the published JSON Schema first.
     pub async fn next_text(&mut self) -> anyhow::Result<String> {
         loop {
             let frame = tokio::time::timeout(HANG_GUARD, self.socket.next())
                 .await
                 .with_context(|| format!("{}: no frame within the hang guard", self.player_id))?;
             match frame {
-                Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+                Some(Ok(Message::Text(text))) => {
+                    check_push_frame(&text).with_context(|| format!("{}: received", self.player_id))?;
+                    return Ok(text.to_string());
+                }
                 Some(Ok(Message::Close(frame))) => bail!("{}: closed: {frame:?}", self.player_id),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => bail!("{}: {e}", self.player_id),
@@ -164,6 +168,31 @@ impl Client {
     }
 }
 
+/// `protocol/schema/push.schema.json`, the contract client developers in every language code
+/// against: every push an end-to-end test receives must match it.
+static PUSH_SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../../protocol/schema/push.schema.json"))
+        .expect("protocol/schema/push.schema.json is JSON");
+    jsonschema::validator_for(&schema).expect("protocol/schema/push.schema.json is a valid JSON Schema")
+});
+
+/// Fails when `frame` is a push (its `type` is one of [`PUSH_TYPES`]) that does not match the
+/// push schema. Other frames (API Gateway's error frame, frames that are not JSON) are not pushes
+/// and pass.
+pub fn check_push_frame(frame: &str) -> anyhow::Result<()> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(frame) else { return Ok(()) };
+    let Some(kind) = value.get("type").and_then(|t| t.as_str()) else { return Ok(()) };
+    if !PUSH_TYPES.contains(&kind) {
+        return Ok(());
+    }
+    let errors: Vec<String> =
+        PUSH_SCHEMA.iter_errors(&value).map(|e| format!("{e} (at {:?})", e.instance_path().to_string())).collect();
+    if !errors.is_empty() {
+        bail!("a push that does not match protocol/schema/push.schema.json: {frame}: {}", errors.join("; "));
+    }
+    Ok(())
+}
+
 /// The HTTP status of a handshake with `url`: 101 when upgraded, else the refusal's.
 pub async fn handshake_status(url: &str) -> anyhow::Result<u16> {
     match tokio::time::timeout(HANG_GUARD, tokio_tungstenite::connect_async(url)).await.context("the handshake hung")? {
@@ -200,4 +229,24 @@ pub fn management_client(stack: &Stack) -> aws_sdk_apigatewaymanagement::Client 
         .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_push_frame;
+
+    #[test]
+    fn the_push_schema_accepts_pushes_and_refuses_what_a_client_could_not_read() {
+        check_push_frame(r#"{"type":"MatchmakingQueued","ticketId":"t1"}"#).unwrap();
+        check_push_frame(r#"{"type":"Error","code":"Conflict","message":"live","ticketId":"t1"}"#).unwrap();
+        check_push_frame(r#"{"message":"Internal server error","connectionId":"c","requestId":"r"}"#).unwrap();
+        for bad in [
+            r#"{"type":"MatchmakingQueued"}"#,
+            r#"{"type":"MatchmakingSucceeded","ticketId":"t","matchId":"m","port":"7777"}"#,
+            r#"{"type":"Error","code":"Oops","message":"m"}"#,
+            r#"{"type":"MatchmakingSearching","ticketId":"t","estimatedWaitMillis":null}"#,
+        ] {
+            assert!(check_push_frame(bad).is_err(), "{bad}");
+        }
+    }
 }
