@@ -123,7 +123,7 @@ impl Client {
 
     /// Sends `ping`; the server answers `Pong {connectionId, playerId}`.
     pub fn ping(&self) -> Result<(), ClientError> {
-        self.command(Command::Send(ClientAction::Ping))
+        self.command(Command::Send(ClientAction::Ping {}))
     }
 
     /// The current ticket while it is live.
