@@ -246,6 +246,10 @@ struct UpArgs {
     /// Allow only this browser Origin (repeatable); by default any.
     #[arg(long = "allowed-origin")]
     allowed_origins: Vec<String>,
+    /// On SIGTERM or Ctrl-C, how long to wait at most for connections to close (1001) and for
+    /// in-flight route invocations and event deliveries to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    shutdown_drain: Duration,
     /// Invoke the functions over the Lambda Invoke API at URL (e.g. `cargo lambda watch`'s
     /// http://127.0.0.1:9000).
     #[arg(long)]
@@ -297,7 +301,10 @@ impl UpArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr: stdout carries a command's output only (`TOKEN=$(matchgate token NAME)`,
+    // `up`'s URLs).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,matchgate=info".into()),
         )
@@ -390,6 +397,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         (None, None) => Functions::Embedded,
     };
     config.settings.disconnect_grace = Duration::from_secs(args.disconnect_grace);
+    config.shutdown_drain = args.shutdown_drain;
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
@@ -405,10 +413,22 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if matches!(args.auth, Auth::Jwt) {
         println!("  auth            JWT: connect with ?token=$(matchgate token PLAYER)");
     }
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down");
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
     stack.shutdown().await;
     Ok(())
+}
+
+/// Waits for SIGTERM (an operator's `kill`, a container stop) or SIGINT (Ctrl-C): both shut
+/// the stack down the same way.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
 }
 
 #[cfg(test)]

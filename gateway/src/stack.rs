@@ -13,8 +13,9 @@ use matchgate_lambdas::adapters::memory::{MemoryConnections, MemoryPlayers, Memo
 use matchgate_lambdas::ports::{PlayerAttributes, SystemClock};
 use matchgate_lambdas::{Deps, Settings};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use matchgate_lambdas::adapters::apigw as apigw_adapter;
 use matchgate_lambdas::adapters::apigw::ManagementApiPusher;
@@ -29,6 +30,10 @@ use crate::gamelift::{Fleet, FleetConfig, LocalFlexMatch, MatchmakingConfigurati
 use crate::lambda::{
     Concurrency, DEFAULT_FUNCTION_TIMEOUT, FunctionSettings, InvokeApi, LambdaHost, default_function_map,
 };
+
+/// How long shutdown waits, at most, for connections to close and for in-flight route
+/// invocations and event deliveries to finish (`matchgate up --shutdown-drain`).
+pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// The rule set `matchgate up` loads when none is given: the one `infra/` deploys.
 pub const DEFAULT_RULE_SET: &str = include_str!("../../infra/flexmatch/ruleset.json");
@@ -82,6 +87,9 @@ pub struct StackConfig {
     /// concurrency, and how long idle instances stay warm. A function's
     /// `ReservedConcurrentExecutions` in the template overrides the per-function limit.
     pub concurrency: Concurrency,
+    /// How long [`Stack::shutdown`] waits, at most, for connections to close and for in-flight
+    /// invocations and event deliveries to finish.
+    pub shutdown_drain: Duration,
 }
 
 /// Template parameters the local stack sets unless told otherwise: it places matches on its
@@ -165,6 +173,7 @@ impl Default for StackConfig {
             template_functions: BTreeMap::new(),
             shadow_rule_set: None,
             concurrency: Concurrency::default(),
+            shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
         }
     }
 }
@@ -198,9 +207,18 @@ pub struct Stack {
     pub gateway: Arc<ApiGateway>,
     /// The function processes, in `Functions::Binaries` mode.
     lambda_host: Option<Arc<LambdaHost>>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<std::io::Result<()>>,
+    /// Cancelled second, once the connections are closed: the matchmaking cycle and the
+    /// backstop stop between runs, and the events already emitted are delivered.
+    background: CancellationToken,
+    /// Cancelled last: the HTTP servers stop (the functions' own calls to `@connections` and
+    /// the GameLift API are served until then).
+    servers: CancellationToken,
+    /// The stack's own tasks: servers, event delivery, backstop.
+    tasks: TaskTracker,
+    /// The matchmaking cycle (and the shadow rule set's tasks): stopped, not drained (a cycle
+    /// left half done is redone by the next start from scratch anyway).
+    stopped: Vec<tokio::task::JoinHandle<()>>,
+    shutdown_drain: Duration,
 }
 
 impl Stack {
@@ -209,7 +227,7 @@ impl Stack {
         let addr = listener.local_addr()?;
         apigw::check_identity_sources(&config.identity_sources).map_err(StackError::Template)?;
         let clock = Arc::new(SystemClock);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, engine_events) = mpsc::unbounded_channel();
         let engine = Arc::new(LocalFlexMatch::new(
             config.region.clone(),
             Fleet::new(config.fleet.clone()),
@@ -297,7 +315,9 @@ impl Stack {
                 host
             }
         };
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = TaskTracker::new();
+        let background = CancellationToken::new();
+        let servers = CancellationToken::new();
         let gateway = Arc::new(ApiGateway {
             stage: config.stage.clone(),
             api_id: "local".into(),
@@ -305,17 +325,16 @@ impl Stack {
             auth: connect_authorizer,
             registry,
             integration: Arc::clone(&integration),
-            shutdown: shutdown_rx.clone(),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
             route_keys: config.route_keys.clone(),
             identity_sources: config.identity_sources.clone(),
         });
 
         let topic_arn = format!("arn:aws:sns:{}:000000000000:matchgate-events", config.region);
-        let tasks = vec![
-            engine.spawn_cycle(config.matchmaking_interval),
-            sns::spawn_delivery(topic_arn, Arc::clone(&integration), events_rx),
-            spawn_backstop(integration, config.backstop_every),
-        ];
+        let cycle = engine.spawn_cycle(config.matchmaking_interval);
+        spawn_event_delivery(&tasks, &background, topic_arn, Arc::clone(&integration), engine_events);
+        tasks.spawn(backstop(integration, config.backstop_every, background.clone()));
 
         let jwks = config.jwks.clone().unwrap_or_else(|| serde_json::json!({ "keys": [] }));
         let jwks_route = get(move || async move { axum::Json(jwks) });
@@ -325,7 +344,7 @@ impl Stack {
             .merge(apigw::management_routes(Arc::clone(&gateway)))
             .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)))
             .merge(apigw::websocket_route(Arc::clone(&gateway)));
-        let mut tasks = tasks;
+        let mut stopped = vec![cycle];
         let app = match &config.shadow_rule_set {
             Some(body) => {
                 let (shadow, shadow_tasks) = crate::lab::shadow::Shadow::start(
@@ -335,7 +354,7 @@ impl Stack {
                     config.matchmaking_interval,
                 )
                 .map_err(|e| StackError::Shadow(e.to_string()))?;
-                tasks.extend(shadow_tasks);
+                stopped.extend(shadow_tasks);
                 app.merge(crate::lab::shadow::routes(shadow))
             }
             None => app,
@@ -345,19 +364,21 @@ impl Stack {
                 .route(crate::issuer::JWKS_PATH, jwks_route)
                 .merge(apigw::management_routes(Arc::clone(&gateway)))
                 .merge(crate::gamelift::api::gamelift_routes(Arc::clone(&engine)));
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(internal, internal_app).await;
-            }));
+            let stop = servers.clone();
+            tasks.spawn(async move {
+                let _ = axum::serve(internal, internal_app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            });
         }
-        let mut stop = shutdown_rx;
+        let stop = servers.clone();
         let limits = config.limits.clone();
-        let server = tokio::spawn(async move {
+        tasks.spawn(async move {
             let listener = apigw::GuardedListener::new(listener, limits.max_connections, limits.handshake_timeout);
-            axum::serve(listener, app.into_make_service_with_connect_info::<apigw::Peer>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+            let served = axum::serve(listener, app.into_make_service_with_connect_info::<apigw::Peer>())
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the server failed");
+            }
         });
         tracing::info!(%addr, stage = config.stage, "matchgate local stack ready");
         Ok(Self {
@@ -367,9 +388,11 @@ impl Stack {
             engine,
             gateway,
             lambda_host,
-            shutdown,
+            background,
+            servers,
             tasks,
-            server,
+            stopped,
+            shutdown_drain: config.shutdown_drain,
         })
     }
 
@@ -389,16 +412,36 @@ impl Stack {
         format!("http://{}/{}", self.addr, self.stage)
     }
 
-    /// Closes every connection with 1001 and stops serving.
+    /// Shuts the stack down without losing what is in flight, within the drain time
+    /// ([`StackConfig::shutdown_drain`]): new WebSocket connections are refused and every open
+    /// one gets its queued pushes, close 1001 and its `$disconnect` (a message being routed is
+    /// finished first); then the matchmaking cycle and the backstop stop and the FlexMatch
+    /// events already emitted are delivered; then the servers stop and the function processes
+    /// are stopped. Past the drain time, what is left is abandoned (and logged).
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in &self.tasks {
-            task.abort();
+        let drain = async {
+            self.gateway.shutdown.cancel();
+            self.gateway.connections.close();
+            self.gateway.connections.wait().await;
+            for task in &self.stopped {
+                task.abort();
+            }
+            self.background.cancel();
+            self.servers.cancel();
+            self.tasks.close();
+            self.tasks.wait().await;
+        };
+        if tokio::time::timeout(self.shutdown_drain, drain).await.is_err() {
+            tracing::warn!(
+                drain = ?self.shutdown_drain,
+                connections = self.gateway.connections.len(),
+                tasks = self.tasks.len(),
+                "shutdown: the drain time ran out; abandoning what is left"
+            );
         }
         if let Some(host) = &self.lambda_host {
             host.shutdown();
         }
-        let _ = self.server.await;
     }
 }
 
@@ -539,23 +582,59 @@ fn authorizer_environment(config: &StackConfig, addr: SocketAddr) -> BTreeMap<St
     .collect()
 }
 
-/// Runs the backstop every `every`, as the deployed stack's schedule does.
-fn spawn_backstop(integration: Arc<dyn Integration>, every: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+/// SNS delivery of the engine's FlexMatch events, tracked: once `stop` is cancelled, the
+/// events already emitted are still delivered, then delivery ends.
+fn spawn_event_delivery(
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+    topic_arn: String,
+    integration: Arc<dyn Integration>,
+    mut engine_events: mpsc::UnboundedReceiver<matchgate_protocol::flexmatch::MatchmakingEvent>,
+) {
+    let (deliver, deliveries) = mpsc::unbounded_channel();
+    let delivery = sns::spawn_delivery(topic_arn, integration, deliveries);
+    tasks.spawn(async move {
+        if let Err(e) = delivery.await {
+            tracing::error!(error = %e, "event delivery failed");
+        }
+    });
+    let stop = stop.clone();
+    tasks.spawn(async move {
         loop {
-            tick.tick().await;
-            // The EventBridge Scheduler event a scheduled Lambda receives.
-            let event = serde_json::json!({
-                "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
-                "source": "aws.events", "account": "000000000000", "time": chrono::Utc::now().to_rfc3339(),
-                "region": "us-east-1", "resources": [], "detail": {}
-            });
-            if let Err(e) = integration.invoke(crate::embedded::BACKSTOP_TARGET, event).await {
-                tracing::warn!(error = %e, "backstop run failed");
+            tokio::select! {
+                () = stop.cancelled() => break,
+                event = engine_events.recv() => match event {
+                    Some(event) => { let _ = deliver.send(event); }
+                    None => break,
+                },
             }
         }
-    })
+        while let Ok(event) = engine_events.try_recv() {
+            let _ = deliver.send(event);
+        }
+        // `deliver` is dropped here: delivery ends once its queue is empty.
+    });
+}
+
+/// Runs the backstop every `every`, as the deployed stack's schedule does, until `stop` (a run
+/// in progress finishes).
+async fn backstop(integration: Arc<dyn Integration>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        // The EventBridge Scheduler event a scheduled Lambda receives.
+        let event = serde_json::json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "000000000000", "time": chrono::Utc::now().to_rfc3339(),
+            "region": "us-east-1", "resources": [], "detail": {}
+        });
+        if let Err(e) = integration.invoke(crate::embedded::BACKSTOP_TARGET, event).await {
+            tracing::warn!(error = %e, "backstop run failed");
+        }
+    }
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -18,11 +19,15 @@ use super::registry::PostError;
 
 /// `POST|GET|DELETE /{stage}/@connections/{connectionId}`.
 pub fn management_routes(gateway: Arc<ApiGateway>) -> Router {
+    // A body is read up to the configured message limit, not axum's default of 2 MB: past it
+    // the answer is API Gateway's 413, whatever `--max-message-size` says.
+    let body_limit = DefaultBodyLimit::max(gateway.limits.max_message_bytes);
     Router::new()
         .route(
             "/{stage}/@connections/{connection_id}",
             post(post_to_connection).get(get_connection).delete(delete_connection),
         )
+        .layer(body_limit)
         .with_state(gateway)
 }
 
@@ -35,9 +40,11 @@ fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
 fn post_error(e: PostError) -> Response {
     match e {
         PostError::Gone => aws_error(StatusCode::GONE, "GoneException", "the connection is gone"),
-        PostError::PayloadTooLarge => {
-            aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "the data is over 128 KB")
-        }
+        PostError::PayloadTooLarge => aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            "the data is over the message payload limit (128 KB by default)",
+        ),
         PostError::Throttled => aws_error(
             StatusCode::TOO_MANY_REQUESTS,
             "LimitExceededException",
@@ -53,11 +60,18 @@ fn wrong_stage() -> Response {
 async fn post_to_connection(
     State(gateway): State<Arc<ApiGateway>>,
     Path((stage, connection_id)): Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if stage != gateway.stage {
         return wrong_stage();
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return post_error(PostError::PayloadTooLarge);
+        }
+        Err(rejection) => return rejection.into_response(),
+    };
     match gateway.registry.post(&connection_id, &body, gateway.limits.max_message_bytes) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => post_error(e),

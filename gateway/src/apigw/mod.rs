@@ -5,11 +5,15 @@
 //! [`Integration`], so an in-process handler and a Lambda binary see byte-identical input.
 
 mod authorizer;
+mod connect;
+mod connection;
 mod connections;
 mod event;
 mod listener;
+mod rate_limit;
 mod registry;
-mod ws;
+mod routing;
+mod upgrade;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +26,11 @@ pub use connections::management_routes;
 pub use event::EventContext;
 pub use listener::{GuardedListener, Peer};
 pub use registry::{ConnectionHandle, Outbound, PostError, Registry};
-pub use ws::websocket_route;
+pub use upgrade::websocket_route;
+
+/// API Gateway's limit on the length, in characters, of a WebSocket API's URL (scheme, host,
+/// path and query string); longer gets 414 before `$connect`. Not configurable in AWS either.
+pub const MAX_URL_LENGTH: usize = 4096;
 
 /// API Gateway's limits, as defaults that can be configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +152,10 @@ pub struct ApiGateway {
     pub limits: Limits,
     pub auth: ConnectAuthorizer,
     pub registry: Arc<Registry>,
-    /// Flips to true when the stack shuts down: every connection closes with 1001.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Cancelled when the stack shuts down: every connection closes with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Every connection's task, so shutdown can wait for their close frames and `$disconnect`s.
+    pub connections: tokio_util::task::TaskTracker,
     pub integration: Arc<dyn Integration>,
     /// The route keys of the API (`$connect`, `$disconnect`, `$default`, custom ones): a message
     /// goes to the route its `action` names, else to `$default`, else it gets API Gateway's

@@ -86,18 +86,55 @@ async fn invalid_utf8_in_a_text_frame_is_closed_with_1007() -> anyhow::Result<()
 }
 
 #[tokio::test]
-async fn a_binary_frame_gets_an_error_and_the_connection_stays_open() -> anyhow::Result<()> {
+async fn a_binary_frame_is_closed_with_1003_like_api_gateway() -> anyhow::Result<()> {
+    // API Gateway's WebSocket APIs take no binary frames: it disconnects the client with 1003.
     let stack = stack_with(Limits::default()).await?;
     let mut client = Client::connect(&stack, "binary").await?;
     let mut socket = raw(&stack, "binary2").await?;
     socket.send(Message::binary(vec![1u8, 2, 3])).await?;
-    let Some(Ok(Message::Text(text))) = socket.next().await else { anyhow::bail!("no answer") };
-    let push: Push = serde_json::from_str(&text)?;
-    assert!(matches!(push, Push::Error { code: ErrorCode::InvalidRequest, .. }), "{push:?}");
-    socket.send(Message::text(r#"{"action":"ping"}"#)).await?;
-    let Some(Ok(Message::Text(text))) = socket.next().await else { anyhow::bail!("no pong") };
-    assert!(matches!(serde_json::from_str::<Push>(&text)?, Push::Pong { .. }));
+    assert_eq!(close_code(&mut socket).await, Some(1003));
     client.connection_id().await?;
+    still_serving(&stack).await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_url_over_4096_characters_is_refused_with_414() -> anyhow::Result<()> {
+    let stack = stack_with(Limits::default()).await?;
+    let url_of = |length: usize| {
+        let base = format!("{}?playerId=long&pad=", stack.websocket_url());
+        format!("{base}{}", "p".repeat(length - base.len()))
+    };
+    assert_eq!(matchgate_tests::handshake_status(&url_of(4096)).await?, 101, "at the limit");
+    assert_eq!(matchgate_tests::handshake_status(&url_of(4097)).await?, 414);
+    assert_eq!(matchgate_tests::handshake_status(&url_of(5000)).await?, 414);
+    still_serving(&stack).await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_push_over_32_kb_arrives_in_frames_of_at_most_32_kb() -> anyhow::Result<()> {
+    let stack = stack_with(Limits::default()).await?;
+    // A client that, like API Gateway's clients may, takes frames of at most 32 KB: the
+    // 128 KB push reaches it whole, in several frames.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().max_frame_size(Some(32 * 1024));
+    let url = format!("{}?playerId=big", stack.websocket_url());
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;
+    socket.send(Message::text(r#"{"action":"ping"}"#)).await?;
+    let Some(Ok(Message::Text(pong))) = socket.next().await else { anyhow::bail!("no pong") };
+    let Push::Pong { connection_id, .. } = serde_json::from_str(&pong)? else { anyhow::bail!("{pong}") };
+    let payload: String = (0..128 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    management_client(&stack)
+        .post_to_connection()
+        .connection_id(&connection_id)
+        .data(Blob::new(payload.clone()))
+        .send()
+        .await?;
+    let frame = tokio::time::timeout(matchgate_tests::HANG_GUARD, socket.next()).await?;
+    let Some(Ok(Message::Text(text))) = frame else { anyhow::bail!("{frame:?}") };
+    assert_eq!(text.as_str(), payload);
     stack.shutdown().await;
     Ok(())
 }
