@@ -81,7 +81,8 @@ struct Client {
 }
 
 impl Client {
-    fn connect(gateway: &Arc<ApiGateway>) -> Self {
+    /// Connects and lets the connection start (its timers run from now).
+    async fn connect(gateway: &Arc<ApiGateway>) -> Self {
         let (send, incoming) = mpsc::unbounded_channel();
         let (outgoing, received) = mpsc::unbounded_channel();
         let stream = Box::pin(futures_util::stream::unfold(incoming, |mut incoming| async move {
@@ -91,6 +92,8 @@ impl Client {
             outgoing.send(frame).map(|()| outgoing)
         }));
         let task = tokio::spawn(run(sink, stream, context(), Arc::clone(gateway)));
+        settle().await;
+        assert!(gateway.registry.get(CONNECTION_ID).is_some(), "the connection has started");
         Self { send, received, task }
     }
 
@@ -134,7 +137,7 @@ async fn settle() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed_with_1001_after_ten_minutes() {
     let (gateway, recorder) = gateway(Limits::default());
-    let mut client = Client::connect(&gateway);
+    let mut client = Client::connect(&gateway).await;
     tokio::time::advance(Duration::from_secs(10 * 60 - 1)).await;
     settle().await;
     assert!(client.nothing_received(), "closed before the idle timeout");
@@ -147,7 +150,7 @@ async fn an_idle_connection_is_closed_with_1001_after_ten_minutes() {
 #[tokio::test(start_paused = true)]
 async fn a_frame_from_the_client_restarts_the_idle_timeout() {
     let (gateway, recorder) = gateway(Limits::default());
-    let mut client = Client::connect(&gateway);
+    let mut client = Client::connect(&gateway).await;
     tokio::time::advance(Duration::from_secs(9 * 60)).await;
     client.send(Message::Ping(Default::default()));
     settle().await;
@@ -165,7 +168,7 @@ async fn a_frame_from_the_client_restarts_the_idle_timeout() {
 async fn the_maximum_duration_closes_even_a_busy_connection() {
     let limits = Limits { max_duration_close_code: 4000, ..Limits::default() };
     let (gateway, recorder) = gateway(limits);
-    let mut client = Client::connect(&gateway);
+    let mut client = Client::connect(&gateway).await;
     // A message every five minutes for two hours: never idle.
     for _ in 0..(2 * 60 / 5 - 1) {
         tokio::time::advance(Duration::from_secs(5 * 60)).await;
@@ -194,6 +197,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     }));
     let task = tokio::spawn(run(stuck, stream, context(), Arc::clone(&gateway)));
     settle().await;
+    assert!(gateway.registry.get(CONNECTION_ID).is_some(), "the connection has started");
     gateway.registry.post(CONNECTION_ID, b"hello", 1024).expect("queued");
     tokio::time::advance(Duration::from_millis(9_999)).await;
     settle().await;
@@ -209,7 +213,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
 async fn a_burst_over_the_rate_gets_one_error_and_a_sustained_flood_is_closed_with_1008() {
     let limits = Limits { message_rate: 10, message_burst: 20, abuse_limit: 100, ..Limits::default() };
     let (gateway, recorder) = gateway(limits);
-    let mut client = Client::connect(&gateway);
+    let mut client = Client::connect(&gateway).await;
     for _ in 0..25 {
         client.send(Message::text(r#"{"action":"ping"}"#));
     }
@@ -238,7 +242,7 @@ async fn a_burst_over_the_rate_gets_one_error_and_a_sustained_flood_is_closed_wi
 #[tokio::test(start_paused = true)]
 async fn a_binary_frame_is_closed_with_1003_and_not_routed() {
     let (gateway, recorder) = gateway(Limits::default());
-    let mut client = Client::connect(&gateway);
+    let mut client = Client::connect(&gateway).await;
     client.send(Message::binary(vec![1u8, 2, 3]));
     assert_eq!(client.close_code().await, 1003);
     client.ended().await;
@@ -249,8 +253,7 @@ async fn a_binary_frame_is_closed_with_1003_and_not_routed() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_delivers_queued_pushes_then_closes_with_1001() {
     let (gateway, recorder) = gateway(Limits::default());
-    let mut client = Client::connect(&gateway);
-    settle().await;
+    let mut client = Client::connect(&gateway).await;
     // Queued while the writer is busy elsewhere: posted and cancelled in one go.
     gateway.registry.post(CONNECTION_ID, br#"{"type":"Pong"}"#, 1024).expect("queued");
     gateway.registry.post(CONNECTION_ID, br#"{"type":"Pong","n":2}"#, 1024).expect("queued");
@@ -272,8 +275,7 @@ async fn shutdown_delivers_queued_pushes_then_closes_with_1001() {
 #[tokio::test(start_paused = true)]
 async fn delete_closes_with_1000() {
     let (gateway, recorder) = gateway(Limits::default());
-    let mut client = Client::connect(&gateway);
-    settle().await;
+    let mut client = Client::connect(&gateway).await;
     gateway.registry.close(CONNECTION_ID).expect("open");
     assert_eq!(client.close_code().await, 1000);
     client.ended().await;
