@@ -224,6 +224,11 @@ pub struct Stack {
 impl Stack {
     /// Starts the stack on `listener`; it serves until [`Stack::shutdown`].
     pub async fn start(config: StackConfig, listener: TcpListener) -> Result<Self, StackError> {
+        // Boxed: setting up every service is a large future, and callers nest it in their own.
+        Box::pin(Self::start_boxed(config, listener)).await
+    }
+
+    async fn start_boxed(config: StackConfig, listener: TcpListener) -> Result<Self, StackError> {
         let addr = listener.local_addr()?;
         apigw::check_identity_sources(&config.identity_sources).map_err(StackError::Template)?;
         let clock = Arc::new(SystemClock);
@@ -236,13 +241,15 @@ impl Stack {
         ));
         // What infra/ deploys shows up in the GameLift API as the initial rule set and
         // configuration, exactly as if created through it.
-        RuleSet::parse(&config.rule_set_body)?;
+        // Only what the handlers need is kept: the parsed rule set is large, and this future is too.
+        let max_party_members = max_party_members(&RuleSet::parse(&config.rule_set_body)?);
         engine.create_rule_set(&config.configuration.rule_set_name, &config.rule_set_body)?;
         engine.create_configuration(config.configuration.clone())?;
 
         let registry = Arc::new(Registry::default());
         let mut settings = config.settings.clone();
         settings.configuration_name = config.configuration.name.clone();
+        settings.max_party_members = max_party_members;
         let tables = TableNames::with_prefix(&config.table_prefix);
         let deps = match &config.dynamodb_endpoint {
             None => Deps {
@@ -549,6 +556,7 @@ fn local_environment(
         ("GAMELIFT_ENDPOINT", format!("http://{addr}")),
         ("DYNAMODB_ENDPOINT", dynamodb_endpoint.to_owned()),
         ("DISCONNECT_GRACE_SECONDS", config.settings.disconnect_grace.as_secs().to_string()),
+        ("MAX_PARTY_MEMBERS", max_party_members_of(&config.rule_set_body).to_string()),
         ("AWS_REGION", config.region.clone()),
         ("AWS_DEFAULT_REGION", config.region.clone()),
         ("AWS_ACCESS_KEY_ID", "matchgatelocal".to_owned()),
@@ -637,4 +645,16 @@ async fn backstop(integration: Arc<dyn Integration>, every: Duration, stop: Canc
             tracing::warn!(error = %e, "backstop run failed");
         }
     }
+}
+
+/// The most members a party may have under `rule_set`: FlexMatch keeps a ticket's players on one
+/// team, so its largest team, and never more than one matchmaking request's ten players.
+pub fn max_party_members(rule_set: &RuleSet) -> usize {
+    let largest = rule_set.teams().iter().map(|t| t.max_players).max().unwrap_or(1);
+    largest.clamp(1, matchgate_lambdas::ports::MAX_PARTY_MEMBERS)
+}
+
+/// [`max_party_members`] of a rule set body the stack has already checked parses.
+pub fn max_party_members_of(rule_set_body: &str) -> usize {
+    RuleSet::parse(rule_set_body).map_or(matchgate_lambdas::ports::MAX_PARTY_MEMBERS, |r| max_party_members(&r))
 }

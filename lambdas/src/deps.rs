@@ -51,7 +51,20 @@ pub struct Settings {
     /// 410. Its records are kept (the push is lost, the result stays on the ticket). API
     /// Gateway's integration timeout, 29 s, bounds how long `$connect` can take.
     pub connect_settle: Duration,
+    /// The most members a party may hold: the matchmaking rule set's largest team (FlexMatch
+    /// keeps a ticket's players on one team), and never more than ten.
+    pub max_party_members: usize,
+    /// How long a party is kept after its last change.
+    pub party_ttl: Duration,
+    /// How long a party's invite code admits players after the party's last change.
+    pub invite_ttl: Duration,
+    /// How many `joinParty` lookups one connection may make per [`INVITE_LOOKUP_WINDOW`], so
+    /// invite codes cannot be enumerated.
+    pub invite_lookups_per_window: u32,
 }
+
+/// The window the invite-lookup rate limit counts in.
+pub const INVITE_LOOKUP_WINDOW: Duration = Duration::from_secs(60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -63,6 +76,10 @@ impl Default for Settings {
             backstop_quiet: Duration::from_secs(30),
             backstop_interval: Duration::from_secs(10),
             connect_settle: Duration::from_secs(30),
+            max_party_members: crate::ports::MAX_PARTY_MEMBERS,
+            party_ttl: Duration::from_secs(24 * 3600),
+            invite_ttl: Duration::from_secs(3600),
+            invite_lookups_per_window: 10,
         }
     }
 }

@@ -289,6 +289,10 @@ pub struct PartyRecord {
     pub version: u64,
     /// Epoch milliseconds.
     pub created_at: i64,
+    /// When the party was last written (epoch ms). A party whose `active_ticket_id` names no
+    /// ticket yet is starting matchmaking, for a bounded time after this.
+    #[serde(default)]
+    pub updated_at: i64,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: i64,
 }

@@ -110,6 +110,31 @@ pub const ROUTES: &[Route] = &[
         handler: Handler::Action(|c, a, d| Box::pin(handlers::status(c, a, d))),
     },
     Route { key: "ping", function: "mg-ping", handler: Handler::Action(|c, a, d| Box::pin(handlers::ping(c, a, d))) },
+    Route {
+        key: "createParty",
+        function: "mg-parties",
+        handler: Handler::Action(|c, a, d| Box::pin(handlers::create_party(c, a, d))),
+    },
+    Route {
+        key: "joinParty",
+        function: "mg-parties",
+        handler: Handler::Action(|c, a, d| Box::pin(handlers::join_party(c, a, d))),
+    },
+    Route {
+        key: "leaveParty",
+        function: "mg-parties",
+        handler: Handler::Action(|c, a, d| Box::pin(handlers::leave_party(c, a, d))),
+    },
+    Route {
+        key: "kickFromParty",
+        function: "mg-parties",
+        handler: Handler::Action(|c, a, d| Box::pin(handlers::kick_from_party(c, a, d))),
+    },
+    Route {
+        key: "setReady",
+        function: "mg-parties",
+        handler: Handler::Action(|c, a, d| Box::pin(handlers::set_ready(c, a, d))),
+    },
 ];
 
 /// The route with this key.

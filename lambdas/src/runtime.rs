@@ -8,6 +8,7 @@
 //! | `CONNECTIONS_ENDPOINT` | `https://{api}.execute-api.{region}.amazonaws.com/{stage}` for PostToConnection |
 //! | `DYNAMODB_ENDPOINT`, `GAMELIFT_ENDPOINT` | local endpoints (the local stack, DynamoDB Local); unset in AWS |
 //! | `DISCONNECT_GRACE_SECONDS`, `TICKET_TTL_SECONDS` | optional overrides of [`Settings`] |
+//! | `MAX_PARTY_MEMBERS` | the rule set's largest team (1-10): the most members a party may hold |
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,6 +67,14 @@ pub fn settings_from_env() -> Result<Settings, ConfigError> {
     }
     if let Some(ttl) = seconds("TICKET_TTL_SECONDS")? {
         settings.ticket_ttl = ttl;
+    }
+    if let Some(max) = var("MAX_PARTY_MEMBERS") {
+        let reason = format!("must be 1 to {}", crate::ports::MAX_PARTY_MEMBERS);
+        settings.max_party_members = max
+            .parse::<usize>()
+            .ok()
+            .filter(|m| (1..=crate::ports::MAX_PARTY_MEMBERS).contains(m))
+            .ok_or(ConfigError::Invalid { name: "MAX_PARTY_MEMBERS", reason })?;
     }
     Ok(settings)
 }

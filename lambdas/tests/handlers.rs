@@ -234,6 +234,11 @@ async fn every_action_route_refuses_a_field_it_does_not_define_and_does_nothing_
         r#"{"action":"accept","ticketId":"t-1","accept":true,"playerId":"bob"}"#,
         r#"{"action":"status","playerId":"bob"}"#,
         r#"{"action":"ping","playerId":"bob"}"#,
+        r#"{"action":"createParty","maxMembers":10}"#,
+        r#"{"action":"joinParty","inviteCode":"ABC","playerId":"bob"}"#,
+        r#"{"action":"leaveParty","playerId":"bob"}"#,
+        r#"{"action":"kickFromParty","playerId":"bob","leaderId":"alice"}"#,
+        r#"{"action":"setReady","ready":true,"playerId":"bob"}"#,
     ];
     let mut covered: Vec<&str> = Vec::new();
     for body in bodies {

@@ -38,6 +38,29 @@ pub enum ClientAction {
     },
     /// Answered with `Pong {connectionId, playerId}`.
     Ping {},
+    /// Start a party led by the caller; answered with `PartyUpdated` (with its `inviteCode`).
+    CreateParty {},
+    /// Join the party whose invite code this is.
+    JoinParty { invite_code: String },
+    /// Leave the caller's party. `partyId`, if given, must be the caller's party.
+    LeaveParty {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        party_id: Option<String>,
+    },
+    /// The leader removes a member.
+    KickFromParty {
+        player_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        party_id: Option<String>,
+    },
+    /// A member says whether they are ready to queue, with their own latencies for the ticket.
+    SetReady {
+        ready: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_in_ms: Option<BTreeMap<String, u32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        party_id: Option<String>,
+    },
 }
 
 /// Why a client frame could not be read as an action.
@@ -108,21 +131,20 @@ impl ClientAction {
 
     fn validate(&self) -> Result<(), String> {
         match self {
-            Self::Matchmake { latency_in_ms: Some(latencies) } => {
-                if latencies.len() > MAX_LATENCY_REGIONS {
-                    return Err(format!("latencyInMs has more than {MAX_LATENCY_REGIONS} regions"));
-                }
-                if let Some(region) = latencies.keys().find(|r| r.is_empty() || r.len() > 64) {
-                    return Err(format!("latencyInMs has an invalid region name {region:?}"));
-                }
-                if latencies.values().any(|ms| *ms == 0) {
-                    return Err("latencyInMs values must be at least 1".into());
-                }
-                Ok(())
-            }
+            Self::Matchmake { latency_in_ms: Some(latencies) } => valid_latencies(latencies),
             Self::Cancel { ticket_id }
             | Self::Accept { ticket_id, .. }
             | Self::Status { ticket_id: Some(ticket_id) } => valid_ticket_id(ticket_id),
+            Self::JoinParty { invite_code } => crate::party::valid_invite_code(invite_code),
+            Self::KickFromParty { player_id, party_id } => {
+                crate::party::valid_player_id(player_id)?;
+                party_id.as_deref().map_or(Ok(()), crate::party::valid_party_id)
+            }
+            Self::SetReady { latency_in_ms, party_id, .. } => {
+                latency_in_ms.as_ref().map_or(Ok(()), valid_latencies)?;
+                party_id.as_deref().map_or(Ok(()), crate::party::valid_party_id)
+            }
+            Self::LeaveParty { party_id: Some(party_id) } => crate::party::valid_party_id(party_id),
             _ => Ok(()),
         }
     }
@@ -135,6 +157,11 @@ impl ClientAction {
             Self::Accept { .. } => "accept",
             Self::Status { .. } => "status",
             Self::Ping {} => "ping",
+            Self::CreateParty {} => "createParty",
+            Self::JoinParty { .. } => "joinParty",
+            Self::LeaveParty { .. } => "leaveParty",
+            Self::KickFromParty { .. } => "kickFromParty",
+            Self::SetReady { .. } => "setReady",
         }
     }
 }
@@ -149,6 +176,21 @@ fn bounded(mut reason: String) -> String {
         reason.push('…');
     }
     reason
+}
+
+/// A client's latencies per region: at most GameLift's number of regions, each named and at
+/// least 1 ms.
+fn valid_latencies(latencies: &BTreeMap<String, u32>) -> Result<(), String> {
+    if latencies.len() > MAX_LATENCY_REGIONS {
+        return Err(format!("latencyInMs has more than {MAX_LATENCY_REGIONS} regions"));
+    }
+    if let Some(region) = latencies.keys().find(|r| r.is_empty() || r.len() > 64) {
+        return Err(format!("latencyInMs has an invalid region name {region:?}"));
+    }
+    if latencies.values().any(|ms| *ms == 0) {
+        return Err("latencyInMs values must be at least 1".into());
+    }
+    Ok(())
 }
 
 /// GameLift ticket IDs: up to 128 characters of `[a-zA-Z0-9-\.]`.
@@ -225,6 +267,11 @@ mod tests {
         r#"{"action":"accept","ticketId":"t-1","accept":true}"#,
         r#"{"action":"status","ticketId":"t-1"}"#,
         r#"{"action":"ping"}"#,
+        r#"{"action":"createParty"}"#,
+        r#"{"action":"joinParty","inviteCode":"ABC123"}"#,
+        r#"{"action":"leaveParty","partyId":"party-1"}"#,
+        r#"{"action":"kickFromParty","playerId":"bob","partyId":"party-1"}"#,
+        r#"{"action":"setReady","ready":true,"latencyInMs":{"us-east-1":40}}"#,
     ];
 
     #[test]
@@ -245,10 +292,13 @@ mod tests {
     #[test]
     fn every_action_refuses_a_field_it_does_not_define() {
         for body in SAMPLES {
-            let extra = body.replacen('{', r#"{"playerId":"someone-else","#, 1);
+            // An identity in the body is never taken; `kickFromParty` names its target with
+            // `playerId`, so it gets another undefined field.
+            let field = if body.contains(r#""playerId""#) { "connectionId" } else { "playerId" };
+            let extra = body.replacen('{', &format!(r#"{{"{field}":"someone-else","#), 1);
             match ClientAction::parse(&extra) {
                 Err(ActionError::InvalidRequest { reason, .. }) => {
-                    assert!(reason.contains("unknown field `playerId`"), "{extra}: {reason}")
+                    assert!(reason.contains(&format!("unknown field `{field}`")), "{extra}: {reason}")
                 }
                 other => panic!("{extra} was not refused: {other:?}"),
             }

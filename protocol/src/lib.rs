@@ -6,10 +6,12 @@
 //! - [`gamelift`]: GameLift's FlexMatch types (attributes, players, configurations) in its API's shapes;
 //! - [`ticket`]: the ticket state machine every event is applied through;
 //! - [`schema`]: JSON Schema of the client actions and pushes, for client developers.
+//! - [`party`]: parties of players who queue together, as their members see them.
 
 pub mod action;
 pub mod flexmatch;
 pub mod gamelift;
+pub mod party;
 pub mod push;
 pub mod schema;
 pub mod ticket;

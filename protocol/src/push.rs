@@ -91,6 +91,26 @@ pub enum Push {
     },
     /// The answer to `ping`.
     Pong { connection_id: String, player_id: String },
+    /// The caller's party as it is now: sent to every member after every change.
+    PartyUpdated {
+        party_id: String,
+        leader_id: String,
+        /// In joining order: after the leader, the first is the longest-standing member.
+        members: Vec<crate::party::PartyMemberView>,
+        /// Other players join with this code while it is valid.
+        invite_code: String,
+        /// The most members the party can hold.
+        max_members: u32,
+        /// The party's live ticket, while it is matchmaking.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<String>,
+        /// What changed, for people (e.g. a member left and matchmaking was cancelled).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The caller is no longer in the party: they left, were removed by the leader, or were away
+    /// longer than the disconnect grace.
+    PartyLeft { party_id: String, reason: String },
 }
 
 /// Every push's `type`. A client tells a push from a newer server (a `type` not listed here)
@@ -107,6 +127,8 @@ pub const PUSH_TYPES: &[&str] = &[
     "MatchmakingFailed",
     "Error",
     "Pong",
+    "PartyUpdated",
+    "PartyLeft",
 ];
 
 impl Push {
@@ -134,7 +156,7 @@ impl Push {
             | Self::MatchmakingCancelled { ticket_id, .. }
             | Self::MatchmakingFailed { ticket_id, .. } => Some(ticket_id),
             Self::Error { ticket_id, .. } => ticket_id.as_deref(),
-            Self::Pong { .. } => None,
+            Self::Pong { .. } | Self::PartyUpdated { .. } | Self::PartyLeft { .. } => None,
         }
     }
 
@@ -152,6 +174,8 @@ impl Push {
             Self::MatchmakingFailed { .. } => "MatchmakingFailed",
             Self::Error { .. } => "Error",
             Self::Pong { .. } => "Pong",
+            Self::PartyUpdated { .. } => "PartyUpdated",
+            Self::PartyLeft { .. } => "PartyLeft",
         }
     }
 
@@ -186,6 +210,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Matchmaking refused the request (e.g. an unknown configuration).
     MatchmakingRejected,
+    /// The party has as many members as it may hold (the message names the limit).
+    PartyFull,
     /// Something failed on the server; retry later.
     InternalError,
 }
@@ -223,6 +249,16 @@ mod tests {
             Push::MatchmakingFailed { ticket_id: "t".into(), reason: "r".into(), message: "m".into() },
             Push::error(ErrorCode::NotFound, "no"),
             Push::Pong { connection_id: "c".into(), player_id: "p".into() },
+            Push::PartyUpdated {
+                party_id: "party-1".into(),
+                leader_id: "p".into(),
+                members: Vec::new(),
+                invite_code: "ABC123".into(),
+                max_members: 2,
+                ticket_id: None,
+                reason: None,
+            },
+            Push::PartyLeft { party_id: "party-1".into(), reason: "left".into() },
         ];
         assert_eq!(pushes.len(), PUSH_TYPES.len());
         for (push, listed) in pushes.iter().zip(PUSH_TYPES) {

@@ -10,7 +10,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use matchgate_protocol::ticket::{TicketState, TicketStatus};
 use matchgate_protocol::{ActionError, ClientAction, ErrorCode, Push};
 
-use super::{Caller, ok, push_to};
+use super::{Caller, ok, push_to, push_to_player};
 use crate::error::unexpected_action;
 use crate::ports::{MatchmakerError, Player, StartMatchmakingRequest, StoreError, TicketRecord};
 use crate::{Deps, HandlerError};
@@ -71,13 +71,18 @@ pub async fn ping(caller: Caller, action: ClientAction, deps: &Deps) -> Result<A
     Ok(ok())
 }
 
-/// Starts matchmaking for the caller: one live ticket per player.
+/// Starts matchmaking for the caller: one live ticket per player. A party member's `matchmake`
+/// is the party's (only its leader may start it): one ticket for every member.
 pub async fn matchmake(
     caller: Caller,
     action: ClientAction,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let ClientAction::Matchmake { latency_in_ms } = action else { return Err(unexpected_action("matchmake", &action)) };
+    if let Some(party) = super::parties::current_party(deps, &caller.player_id).await? {
+        super::parties::matchmake_party(deps, &caller, &party.party_id, latency_in_ms).await?;
+        return Ok(ok());
+    }
     let now = deps.clock.now_ms();
     let player = deps.players.get(&caller.player_id).await?.unwrap_or_default();
     if let Some(live) = live_ticket(deps, player.active_ticket_id.as_deref(), now).await? {
@@ -96,16 +101,35 @@ pub async fn matchmake(
         }
         Err(e) => return Err(e.into()),
     }
+    let players = vec![Player {
+        player_id: caller.player_id.clone(),
+        attributes: player.attributes,
+        latency_in_ms: latency_in_ms.unwrap_or_default(),
+    }];
+    start_ticket(deps, &ticket_id, players, now).await?;
+    Ok(ok())
+}
+
+/// Creates the ticket of `players` (already claimed for each), pushes `MatchmakingQueued` to each
+/// and calls StartMatchmaking.
+pub(super) async fn start_ticket(
+    deps: &Deps,
+    ticket_id: &str,
+    players: Vec<Player>,
+    now: i64,
+) -> Result<(), HandlerError> {
+    let ticket_id = ticket_id.to_owned();
     let queued = Push::MatchmakingQueued { ticket_id: ticket_id.clone() };
+    let player_ids: Vec<String> = players.iter().map(|p| p.player_id.clone()).collect();
     let ticket = TicketRecord {
         ticket_id: ticket_id.clone(),
-        player_ids: vec![caller.player_id.clone()],
+        player_ids: player_ids.clone(),
         configuration_name: deps.settings.configuration_name.clone(),
         state: TicketState::new(),
         version: 0,
         created_at: now,
         last_event_at: now,
-        results: BTreeMap::from([(caller.player_id.clone(), queued.clone())]),
+        results: player_ids.iter().map(|p| (p.clone(), queued.clone())).collect(),
         applied_event_ids: Vec::new(),
         applied_by: BTreeMap::new(),
         backstop_due_at: Some(now + deps.settings.backstop_quiet.as_millis() as i64),
@@ -117,14 +141,12 @@ pub async fn matchmake(
     let request = StartMatchmakingRequest {
         configuration_name: deps.settings.configuration_name.clone(),
         ticket_id: ticket_id.clone(),
-        players: vec![Player {
-            player_id: caller.player_id.clone(),
-            attributes: player.attributes,
-            latency_in_ms: latency_in_ms.unwrap_or_default(),
-        }],
+        players,
     };
     // Queued goes out first: every later push of this ticket comes from the events handler.
-    push_to(deps, &caller.connection_id, &caller.player_id, &queued).await?;
+    for player_id in &player_ids {
+        push_to_player(deps, player_id, &queued).await?;
+    }
     match deps.matchmaker.start_matchmaking(request).await {
         Ok(()) => {}
         // A retried StartMatchmaking whose first attempt went through: the ticket is live.
@@ -143,14 +165,18 @@ pub async fn matchmake(
             ended.state = TicketState { status: TicketStatus::Failed, ..TicketState::new() };
             ended.version = 1;
             ended.backstop_due_at = None;
-            ended.results.insert(caller.player_id.clone(), failed.clone());
+            for player_id in &player_ids {
+                ended.results.insert(player_id.clone(), failed.clone());
+            }
             // If an event raced us to the ticket, its state wins and says what happened.
             if deps.tickets.replace(&ended, 0).await.is_ok() {
-                push_to(deps, &caller.connection_id, &caller.player_id, &failed).await?;
+                for player_id in &player_ids {
+                    push_to_player(deps, player_id, &failed).await?;
+                }
             }
         }
     }
-    Ok(ok())
+    Ok(())
 }
 
 async fn live_ticket(deps: &Deps, ticket_id: Option<&str>, now: i64) -> Result<Option<String>, HandlerError> {

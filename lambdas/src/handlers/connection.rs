@@ -30,6 +30,11 @@ pub async fn connect(
         .await?;
     if deps.players.set_connection(&caller.player_id, &caller.connection_id, connected_at).await? {
         tracing::info!(connection_id = caller.connection_id, player_id = caller.player_id, "connected");
+        // A party member back within the disconnect grace keeps their place. The connection is
+        // accepted whatever happens here: the party only misses the news that they are back.
+        if let Err(e) = super::parties::presence_changed(deps, &caller.player_id, false).await {
+            tracing::warn!(player_id = caller.player_id, error = %e, "party not told the member is back");
+        }
     } else {
         // Two reconnects raced and this is the older one: the newer stays the player's current.
         tracing::info!(
@@ -68,6 +73,7 @@ pub async fn disconnect(
     // A player who reconnected already has a newer connection: their ticket carries on.
     if was_current {
         player_left(deps, &caller.player_id).await?;
+        super::parties::presence_changed(deps, &caller.player_id, true).await?;
     }
     Ok(ok())
 }

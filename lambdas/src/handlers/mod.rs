@@ -4,12 +4,14 @@ mod actions;
 mod backstop;
 mod connection;
 mod events;
+mod parties;
 
 pub use actions::{accept, cancel, default_route, matchmake, ping, status};
 pub(crate) use actions::{error_code, push_error};
 pub use backstop::{BackstopReport, MAX_TICKETS_PER_RUN, backstop, event_from};
 pub use connection::{connect, disconnect};
 pub use events::{EventOrigin, apply_event, events};
+pub use parties::{create_party, join_party, kick_from_party, leave_party, set_ready};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use matchgate_protocol::Push;

@@ -13,6 +13,7 @@ mod gamelift_api;
 mod invoke_api;
 mod limits;
 mod local_stack;
+mod parties;
 mod party_conformance;
 mod rule_set_lab;
 mod template;

@@ -67,6 +67,7 @@ fn party(id: &str, leader: &str, max_members: usize, now_ms: i64) -> PartyRecord
         active_ticket_id: None,
         version: 1,
         created_at: now_ms,
+        updated_at: now_ms,
         expires_at: now_ms / 1000 + 6 * 3600,
     }
 }

@@ -208,6 +208,9 @@ fn functions_get_the_environment_the_lambdas_read() {
         assert_eq!(var("PLAYERS_TABLE"), tables["PlayersTable"].table_name, "{id}");
         assert_eq!(var("TICKETS_TABLE"), tables["TicketsTable"].table_name, "{id}");
         assert_eq!(var("PARTIES_TABLE"), tables["PartiesTable"].table_name, "{id}");
+        // Parties are held to the deployed rule set's largest team.
+        let max = matchgate_gateway::stack::max_party_members_of(&template.rule_set_body);
+        assert_eq!(var("MAX_PARTY_MEMBERS"), max.to_string(), "{id}");
         assert_eq!(var("RUST_LOG"), "info", "{id}");
         assert_eq!(
             var("CONNECTIONS_ENDPOINT"),
