@@ -231,6 +231,18 @@ pub fn management_client(stack: &Stack) -> aws_sdk_apigatewaymanagement::Client 
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
 }
 
+/// `aws-sdk-gamelift` pointed at the stack's GameLift API.
+pub fn gamelift_client(stack: &Stack) -> aws_sdk_gamelift::Client {
+    use aws_sdk_gamelift::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_gamelift::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://{}", stack.addr))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
+        .build();
+    aws_sdk_gamelift::Client::from_conf(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_push_frame;

@@ -1,20 +1,9 @@
 //! The local GameLift API, driven by the real `aws-sdk-gamelift`: rule sets, configurations,
 //! tickets, acceptance and placement, with AWS's shapes and errors.
 
-use aws_sdk_gamelift::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_gamelift::types::{AcceptanceType, AttributeValue, FlexMatchMode, Player};
 use matchgate_gateway::now_ms;
-use matchgate_tests::{start_stack, teams_rule_set};
-
-fn sdk(stack: &matchgate_gateway::stack::Stack) -> aws_sdk_gamelift::Client {
-    let config = aws_sdk_gamelift::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", stack.addr))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
-        .build();
-    aws_sdk_gamelift::Client::from_conf(config)
-}
+use matchgate_tests::{gamelift_client, start_stack, teams_rule_set};
 
 fn player(id: &str, skill: f64) -> Player {
     Player::builder()
@@ -28,7 +17,7 @@ fn player(id: &str, skill: f64) -> Player {
 #[tokio::test]
 async fn what_up_loaded_from_infra_shows_in_the_api() -> anyhow::Result<()> {
     let stack = start_stack(matchgate_gateway::stack::DEFAULT_RULE_SET).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     let configurations = gl.describe_matchmaking_configurations().send().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let c = &configurations.configurations()[0];
     assert_eq!(c.name(), Some("matchgate-default"));
@@ -45,7 +34,7 @@ async fn what_up_loaded_from_infra_shows_in_the_api() -> anyhow::Result<()> {
 #[tokio::test]
 async fn validate_reports_the_path_and_the_reason() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     let valid = gl.validate_matchmaking_rule_set().rule_set_body(teams_rule_set(2)).send().await?;
     assert_eq!(valid.valid(), Some(true));
     let bad = serde_json::json!({
@@ -64,7 +53,7 @@ async fn validate_reports_the_path_and_the_reason() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_designer_can_try_a_rule_set_with_acceptance_without_restarting() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     gl.create_matchmaking_rule_set().name("duel").rule_set_body(teams_rule_set(1)).send().await?;
     let created = gl
         .create_matchmaking_configuration()
@@ -136,7 +125,7 @@ async fn a_designer_can_try_a_rule_set_with_acceptance_without_restarting() -> a
 #[tokio::test]
 async fn rejected_and_unknown_requests_get_aws_errors() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     let unknown = gl.start_matchmaking().configuration_name("nope").players(player("a", 1.0)).send().await;
     assert!(unknown.expect_err("unknown configuration").as_service_error().is_some_and(|e| e.is_not_found_exception()));
     let wrong_type = gl
@@ -211,7 +200,7 @@ async fn aws_json_1_1_is_served_too() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_unanswered_match_times_out_on_the_matchmakers_clock() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     gl.create_matchmaking_configuration()
         .name("needs-accept")
         .rule_set_name("matchgate-default")
@@ -254,7 +243,7 @@ async fn an_unanswered_match_times_out_on_the_matchmakers_clock() -> anyhow::Res
 #[tokio::test]
 async fn standalone_matches_report_teams_but_place_nothing() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     gl.create_matchmaking_configuration()
         .name("standalone")
         .rule_set_name("matchgate-default")
@@ -287,7 +276,7 @@ async fn standalone_matches_report_teams_but_place_nothing() -> anyhow::Result<(
 #[tokio::test]
 async fn describe_matchmaking_lists_only_the_tickets_own_player_sessions() -> anyhow::Result<()> {
     let stack = start_stack(&teams_rule_set(1)).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     for (ticket, who) in [("t-red", "red"), ("t-blue", "blue")] {
         gl.start_matchmaking()
             .configuration_name("matchgate-default")

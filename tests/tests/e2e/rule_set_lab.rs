@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use aws_sdk_gamelift::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_gamelift::types::{AttributeValue, Player};
 use matchgate_gateway::lab::recording::{Recorder, replay};
 use matchgate_gateway::lab::simulator::{self, AcceptanceModel, SimulationSetup};
 use matchgate_gateway::now_ms;
-use matchgate_tests::start_stack;
+use matchgate_tests::{gamelift_client, start_stack};
 
 /// 2v2 within 10 skill points: three skill groups of four can only match within themselves.
 const RULE_SET: &str = r#"{
@@ -19,23 +18,13 @@ const RULE_SET: &str = r#"{
     "rules": [{ "name": "FairSkill", "type": "batchDistance", "batchAttribute": "skill", "maxDistance": 10 }]
 }"#;
 
-fn sdk(stack: &matchgate_gateway::stack::Stack) -> aws_sdk_gamelift::Client {
-    let config = aws_sdk_gamelift::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", stack.addr))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "matchgate-tests"))
-        .build();
-    aws_sdk_gamelift::Client::from_conf(config)
-}
-
 #[tokio::test]
 async fn a_replayed_recording_forms_the_matches_the_stack_formed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let recording = dir.path().join("traffic.jsonl");
     let stack = start_stack(RULE_SET).await?;
     stack.engine.observe(Arc::new(Recorder::create(&recording)?));
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     // Interleaved skills, and one player nobody is close to.
     let skills = [10.0, 50.0, 90.0, 12.0, 55.0, 88.0, 300.0, 15.0, 52.0, 91.0, 11.0, 58.0, 85.0];
     let mut tickets = Vec::new();
@@ -126,7 +115,7 @@ async fn a_shadow_rule_set_sees_the_live_traffic_and_changes_nothing_for_players
         ..matchgate_tests::quiet_config()
     };
     let stack = matchgate_tests::start_stack_with(config).await?;
-    let gl = sdk(&stack);
+    let gl = gamelift_client(&stack);
     let start = |i: usize| {
         gl.start_matchmaking()
             .configuration_name(&stack.configuration.name)

@@ -49,14 +49,7 @@ async fn the_configuration_and_rule_set_come_from_the_template() -> anyhow::Resu
     assert!(stack.configuration.rule_set_name.contains("-rules-"), "{}", stack.configuration.rule_set_name);
 
     // What a designer sees through the GameLift API.
-    let gamelift = aws_sdk_gamelift::Client::from_conf(
-        aws_sdk_gamelift::Config::builder()
-            .behavior_version(aws_sdk_gamelift::config::BehaviorVersion::latest())
-            .endpoint_url(format!("http://{}", stack.addr))
-            .region(aws_sdk_gamelift::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_gamelift::config::Credentials::new("local", "local", None, None, "tests"))
-            .build(),
-    );
+    let gamelift = matchgate_tests::gamelift_client(&stack);
     let configurations = gamelift.describe_matchmaking_configurations().names("matchgate-default").send().await?;
     let rule_set_name = configurations.configurations()[0].rule_set_name().unwrap_or_default().to_owned();
     assert_eq!(rule_set_name, stack.configuration.rule_set_name);
